@@ -1,0 +1,368 @@
+"""`datagen`: the command line over the engine. Every user error is one line on stderr and exit code 1."""
+
+from __future__ import annotations
+
+import random
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .config import Gene, GeneticOptions, Label, LLMConfig, ProjectSpec, RunConfig, SamplingParams
+from .errors import DatagenError
+from .ingest import read_examples
+from .records import NewSample
+from .runner import LabelProgress, RunObserver, run_generation, start_run
+from .store import DEFAULT_HOME, Store, project_path
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Genetic Prompt Studio: synthetic labelled text.")
+genes_app = typer.Typer(no_args_is_help=True, help="Show, propose and edit a project's genes (versioned).")
+labels_app = typer.Typer(no_args_is_help=True, help="Show and describe a project's labels.")
+app.add_typer(genes_app, name="genes")
+app.add_typer(labels_app, name="labels")
+out = Console()
+err = Console(stderr=True)
+
+Home = Annotated[Path, typer.Option("--home", envvar="DATAGEN_HOME", help="Folder holding project files.")]
+BaseUrl = Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible endpoint; default: embedded model.")]
+Model = Annotated[str | None, typer.Option("--model", help="Model name at --base-url (or DATAGEN_MODEL).")]
+
+
+def _open(home: Path, name: str) -> Store:
+    return Store.open(project_path(home, name))
+
+
+def _llm_config(base_url: str | None, model: str | None, in_flight: int | None = None) -> LLMConfig:
+    try:
+        return LLMConfig.from_env(base_url, model, in_flight)
+    except ValidationError as exc:
+        raise DatagenError(exc.errors()[0]["msg"]) from None
+    except ValueError as exc:
+        raise DatagenError(str(exc)) from None
+
+
+def _parse_gene(text: str) -> Gene:
+    name, _, description = text.partition(":")
+    try:
+        return Gene(name=name, description=description.strip())
+    except ValidationError as exc:
+        raise DatagenError(f"gene {text!r}: {exc.errors()[0]['msg']}") from None
+
+
+def _parse_label_descriptions(items: Sequence[str]) -> dict[str, str]:
+    descriptions: dict[str, str] = {}
+    for item in items:
+        label, sep, description = item.partition("=")
+        if not sep or not label.strip():
+            raise DatagenError(f"--label-desc {item!r} must look like LABEL=description")
+        descriptions[label.strip()] = description.strip()
+    return descriptions
+
+
+@app.command()
+def init(
+    name: Annotated[str, typer.Argument(help="Project name (also the file name).")],
+    data: Annotated[Path, typer.Option("--data", help="Real labelled examples: CSV, JSONL or Parquet.")],
+    task: Annotated[str, typer.Option("--task", help="What the classifier does, e.g. 'spam detection'.")],
+    text_col: Annotated[str, typer.Option("--text-col")] = "text",
+    label_col: Annotated[str, typer.Option("--label-col")] = "label",
+    kind: Annotated[str, typer.Option("--kind", help="What one sample is, e.g. 'SMS message'.")] = "text",
+    label_desc: Annotated[list[str] | None, typer.Option("--label-desc", help="LABEL=description, repeatable.")] = None,
+    home: Home = DEFAULT_HOME,
+) -> None:
+    """Create a project from real labelled examples."""
+    try:
+        spec = ProjectSpec(name=name, task=task, text_kind=kind)
+    except ValidationError as exc:
+        raise DatagenError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+    examples = read_examples(data, text_col, label_col)
+    descriptions = _parse_label_descriptions(label_desc or [])
+    names = list(dict.fromkeys(examples["label"]))
+    unknown = sorted(set(descriptions) - set(names))
+    if unknown:
+        raise DatagenError(f"--label-desc names unknown label(s) {unknown}; the data has {names}")
+    labels = [Label(name=n, description=descriptions.get(n, "")) for n in names]
+    with Store.create(project_path(home, name), spec, labels, examples, str(data)):
+        pass
+    counts = examples["label"].value_counts()
+    out.print(f"created project [bold]{name}[/] with {len(examples)} examples: "
+              + ", ".join(f"{lb} {counts[lb]}" for lb in names))
+
+
+@app.command()
+def projects(home: Home = DEFAULT_HOME) -> None:
+    """List the projects in the home folder."""
+    files = sorted(home.glob("*.duckdb")) if home.exists() else []
+    if not files:
+        out.print(f"no projects in {home}")
+    for file in files:
+        out.print(file.stem)
+
+
+@labels_app.command("list")
+def labels_list(name: str, home: Home = DEFAULT_HOME) -> None:
+    """Labels with their descriptions and real example counts."""
+    with _open(home, name) as store:
+        counts = store.real_counts()
+        table = Table("label", "real examples", "description")
+        for label in store.labels():
+            table.add_row(label.name, str(counts.get(label.name, 0)), label.description)
+        out.print(table)
+
+
+@labels_app.command("describe")
+def labels_describe(name: str, label: str, description: str, home: Home = DEFAULT_HOME) -> None:
+    """Set the description a label's prompts use ('it must be about ...')."""
+    with _open(home, name) as store:
+        store.set_label_description(label, description)
+    out.print(f"{label}: {description}")
+
+
+def _print_genes(store: Store, all_versions: bool) -> None:
+    sets = store.gene_sets()
+    if not sets:
+        out.print("no genes yet: `datagen genes propose` or `datagen genes set`")
+        return
+    for gene_set in sets if all_versions else sets[-1:]:
+        out.print(f"[bold]version {gene_set.version}[/] ({gene_set.source}) {gene_set.note}")
+        for gene in gene_set.genes:
+            out.print(f"  - {gene.name}: {gene.description}" if gene.description else f"  - {gene.name}")
+
+
+@genes_app.command("list")
+def genes_list(
+    name: str, all_versions: Annotated[bool, typer.Option("--all")] = False, home: Home = DEFAULT_HOME
+) -> None:
+    """Show the current genes (or every version with --all)."""
+    with _open(home, name) as store:
+        _print_genes(store, all_versions)
+
+
+@genes_app.command("propose")
+def genes_propose(
+    name: str,
+    count: Annotated[int, typer.Option(min=2, max=6)] = 4,
+    base_url: BaseUrl = None,
+    model: Model = None,
+    home: Home = DEFAULT_HOME,
+) -> None:
+    """Ask the LLM which genes matter for the task; saves them as a new version."""
+    from .genes import propose_genes
+
+    with _open(home, name) as store:
+        genes = propose_genes(store, _llm_config(base_url, model), count)
+        store.add_gene_set(genes, "llm", note="proposed by the LLM")
+        _print_genes(store, False)
+
+
+def _edit_genes(home: Path, name: str, genes: list[Gene], note: str) -> None:
+    with _open(home, name) as store:
+        store.add_gene_set(genes, "user", note=note)
+        _print_genes(store, False)
+
+
+def _current_genes(home: Path, name: str) -> list[Gene]:
+    with _open(home, name) as store:
+        current = store.gene_set()
+    return list(current.genes) if current else []
+
+
+@genes_app.command("set")
+def genes_set(
+    name: str,
+    genes: Annotated[list[str], typer.Argument(help="'name' or 'name: description', one per argument.")],
+    home: Home = DEFAULT_HOME,
+) -> None:
+    """Replace the genes with the given list (a new version)."""
+    _edit_genes(home, name, [_parse_gene(g) for g in genes], "set by the user")
+
+
+@genes_app.command("add")
+def genes_add(name: str, genes: list[str], home: Home = DEFAULT_HOME) -> None:
+    """Add genes to the current set (a new version)."""
+    _edit_genes(home, name, _current_genes(home, name) + [_parse_gene(g) for g in genes], f"added {genes}")
+
+
+@genes_app.command("remove")
+def genes_remove(name: str, genes: list[str], home: Home = DEFAULT_HOME) -> None:
+    """Remove genes by name from the current set (a new version)."""
+    current = _current_genes(home, name)
+    wanted = {g.lower() for g in genes}
+    missing = wanted - {g.name.lower() for g in current}
+    if missing:
+        raise DatagenError(f"no gene(s) {sorted(missing)} in the current set {[g.name for g in current]}")
+    _edit_genes(home, name, [g for g in current if g.name.lower() not in wanted], f"removed {genes}")
+
+
+class _ProgressBars(RunObserver):
+    """One progress bar per label."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks: dict[str, int] = {}
+
+    def on_start(self, run_id: str, progress: dict[str, LabelProgress]) -> None:
+        for label, state in progress.items():
+            self.tasks[label] = self.progress.add_task(label, total=state.target, completed=state.kept, extra="")
+
+    def on_batch(self, samples: Sequence[NewSample], progress: dict[str, LabelProgress]) -> None:
+        for label, state in progress.items():
+            extra = f"filtered {state.filtered}" + (f", failed {state.failed}" if state.failed else "")
+            self.progress.update(self.tasks[label], completed=state.kept, extra=extra)
+
+    def on_message(self, level: str, message: str) -> None:
+        if level != "info":
+            self.progress.console.print(f"[yellow]{level}[/]: {message}")
+
+
+@app.command()
+def run(
+    name: str,
+    per_label: Annotated[int | None, typer.Option("--per-label", min=1, help="Offspring per label.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the latest unfinished run.")] = False,
+    labels: Annotated[str | None, typer.Option("--labels", help="Comma-separated subset of labels.")] = None,
+    selection: Annotated[str, typer.Option("--selection", help="farthest (active) or random parents.")] = "farthest",
+    no_mutation: Annotated[bool, typer.Option("--no-mutation", help="Ablation: no mutated genes.")] = False,
+    seed: Annotated[int | None, typer.Option("--seed", help="Fix splits, selection and the cache.")] = None,
+    in_flight: Annotated[int | None, typer.Option("--in-flight", min=1, help="Concurrent LLM requests.")] = None,
+    temperature: Annotated[float | None, typer.Option("--temperature")] = None,
+    top_p: Annotated[float | None, typer.Option("--top-p")] = None,
+    max_tokens: Annotated[int | None, typer.Option("--max-tokens")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Never answer from the response cache.")] = False,
+    base_url: BaseUrl = None,
+    model: Model = None,
+    home: Home = DEFAULT_HOME,
+) -> None:
+    """Generate offspring per label with Genetic Prompt (or resume an interrupted run)."""
+    llm_config = _llm_config(base_url, model, in_flight)
+    with _open(home, name) as store:
+        if resume:
+            unfinished = store.latest_unfinished_run()
+            if unfinished is None:
+                raise DatagenError(f"project {name!r} has no unfinished run to resume")
+            run_id = unfinished.id
+            out.print(f"resuming run {run_id}: {unfinished.config.per_label} per label")
+        else:
+            if per_label is None:
+                raise DatagenError("give --per-label N (or --resume)")
+            if selection not in ("farthest", "random"):
+                raise DatagenError("--selection must be 'farthest' or 'random'")
+            defaults = llm_config.default_sampling()
+            sampling = SamplingParams(
+                temperature=defaults.temperature if temperature is None else temperature,
+                top_p=defaults.top_p if top_p is None else top_p,
+                max_tokens=max_tokens or defaults.max_tokens,
+                repeat_penalty=defaults.repeat_penalty,
+            )
+            config = RunConfig(
+                per_label=per_label,
+                labels=tuple(lb.strip() for lb in labels.split(",")) if labels else (),
+                seed=seed if seed is not None else random.randrange(2**31),
+                sampling=sampling,
+                genetic=GeneticOptions(parent_selection=selection, mutation=not no_mutation),  # type: ignore[arg-type]
+                use_cache=not no_cache,
+            )
+            run_id = start_run(store, config, llm_config)
+            out.print(f"run {run_id}: {per_label} per label, model {llm_config.model}, seed {config.seed}")
+        columns = (TextColumn("{task.description:>12}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), TextColumn("{task.fields[extra]}"))
+        try:
+            with Progress(*columns, console=out, transient=False) as progress:
+                summary = run_generation(store, llm_config, run_id, observer=_ProgressBars(progress))
+        except KeyboardInterrupt:
+            err.print(f"interrupted: what landed is saved; continue with `datagen run {name} --resume`")
+            raise typer.Exit(130) from None
+        usage = summary.usage
+        out.print(
+            f"run {run_id} {summary.status}: {summary.new_offspring} new offspring in {summary.seconds:.1f}s "
+            f"({summary.offspring_per_second:.2f}/s); calls {usage['calls']:.0f} "
+            f"(cached {usage['cached_calls']:.0f}, failed {usage['failed_calls']:.0f}), "
+            f"tokens {usage['prompt_tokens']:.0f} in / {usage['completion_tokens']:.0f} out"
+        )
+
+
+@app.command()
+def runs(name: str, home: Home = DEFAULT_HOME) -> None:
+    """List runs with their status, counts and token usage."""
+    with _open(home, name) as store:
+        table = Table("run", "status", "method", "per label", "kept", "filtered", "calls", "tokens", "created")
+        for info in store.runs():
+            usage = store.run_usage(info.id)
+            table.add_row(
+                info.id, info.status, info.method, str(info.config.per_label),
+                str(sum(store.kept_counts(info.id).values())), str(sum(store.filtered_counts(info.id).values())),
+                f"{usage['calls']:.0f}", f"{usage['prompt_tokens'] + usage['completion_tokens']:.0f}",
+                f"{info.created_at:%Y-%m-%d %H:%M}",
+            )
+        out.print(table)
+
+
+@app.command()
+def export(
+    name: str,
+    fmt: Annotated[str, typer.Option("--format", help="jsonl, csv or parquet")] = "jsonl",
+    output: Annotated[Path | None, typer.Option("--out", help="File to write; default NAME.FORMAT")] = None,
+    run_id: Annotated[str | None, typer.Option("--run", help="Only this run.")] = None,
+    status: Annotated[str | None, typer.Option("--status", help="pending, accepted or rejected")] = None,
+    include_filtered: Annotated[bool, typer.Option("--include-filtered")] = False,
+    home: Home = DEFAULT_HOME,
+) -> None:
+    """Write generated samples with their lineage."""
+    from .export import export_frame, write_export
+
+    if fmt not in ("jsonl", "csv", "parquet"):
+        raise DatagenError(f"--format must be jsonl, csv or parquet, not {fmt!r}")
+    with _open(home, name) as store:
+        if run_id is not None:
+            store.run(run_id)
+        frame = export_frame(store, run_id=run_id, status=status, include_filtered=include_filtered)
+    target = output or Path(f"{name}.{fmt}")
+    write_export(frame, target, fmt)  # type: ignore[arg-type]
+    out.print(f"wrote {len(frame)} samples to {target}")
+
+
+@app.command()
+def demo(
+    per_label: Annotated[int, typer.Option("--per-label", min=1)] = 5,
+    base_url: BaseUrl = None,
+    model: Model = None,
+    home: Home = DEFAULT_HOME,
+) -> None:
+    """Create the shipped demo project (SMS spam seeds) if needed and generate a few offspring."""
+    from .demo import DEMO_PROJECT, ensure_demo_project
+
+    ensure_demo_project(home)
+    out.print(f"demo project {DEMO_PROJECT!r} in {home}")
+    run(DEMO_PROJECT, per_label=per_label, resume=False, labels=None, selection="farthest", no_mutation=False,
+        seed=None, in_flight=None, temperature=None, top_p=None, max_tokens=None, no_cache=False,
+        base_url=base_url, model=model, home=home)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    try:
+        app(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except DatagenError as exc:
+        err.print(f"error: {exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        err.print("aborted")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+"""Pydantic models of what a user declares: projects, labels, genes, LLM settings and runs.
+
+Validation of user input happens here so every interface (CLI, studio, library) gets the same
+clear messages; the engine only ever sees validated objects.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_PROJECT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Gene(Frozen):
+    """A semantic attribute of a text (length, style, subtopic, ...) that offspring inherit or mutate."""
+
+    name: str = Field(min_length=1, max_length=80)
+    description: str = Field(default="", max_length=500)
+
+    @field_validator("name")
+    @classmethod
+    def _strip_name(cls, value: str) -> str:
+        value = " ".join(value.split())
+        if not value:
+            raise ValueError("gene name is empty")
+        return value
+
+
+class GeneSet(Frozen):
+    """One version of a project's genes; runs record the version they used."""
+
+    version: int
+    genes: tuple[Gene, ...]
+    source: Literal["llm", "user", "demo"]
+    note: str = ""
+
+    @field_validator("genes")
+    @classmethod
+    def _unique_names(cls, genes: tuple[Gene, ...]) -> tuple[Gene, ...]:
+        seen: set[str] = set()
+        for gene in genes:
+            key = gene.name.lower()
+            if key in seen:
+                raise ValueError(f"gene {gene.name!r} appears twice")
+            seen.add(key)
+        return genes
+
+
+class Label(Frozen):
+    name: str = Field(min_length=1)
+    description: str = ""
+
+
+class ProjectSpec(Frozen):
+    """What `datagen init` needs to create a project."""
+
+    name: str
+    task: str = Field(min_length=1, description="e.g. 'question type classification'")
+    text_kind: str = Field(default="text", description="what one sample is: 'SMS message', 'question'")
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not _PROJECT_NAME.match(value):
+            raise ValueError(
+                f"project name {value!r} must be 1-64 letters, digits, '_', '-' or '.', "
+                "starting with a letter or digit"
+            )
+        return value
+
+
+class SamplingParams(Frozen):
+    """Sampling parameters sent with every completion; part of the response-cache key."""
+
+    temperature: float = Field(default=1.0, ge=0.0, le=2.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    max_tokens: int = Field(default=256, ge=1, le=8192)
+    repeat_penalty: float | None = Field(default=None, ge=0.5, le=2.0)
+
+
+EMBEDDED_SAMPLING = SamplingParams(temperature=0.8, top_p=0.95, max_tokens=90, repeat_penalty=1.1)
+
+
+class LLMConfig(Frozen):
+    """Which model answers. The API key is read from the environment and never stored."""
+
+    backend: Literal["embedded", "openai"] = "embedded"
+    base_url: str | None = None
+    model: str = "SmolLM2-135M-Instruct"
+    api_key_env: str = "OPENAI_API_KEY"
+    timeout_s: float = Field(default=120.0, gt=0)
+    max_retries: int = Field(default=5, ge=0, le=20)
+    max_in_flight: int = Field(default=16, ge=1, le=4096)
+
+    @model_validator(mode="after")
+    def _openai_needs_url(self) -> LLMConfig:
+        if self.backend == "openai" and not self.base_url:
+            raise ValueError("an OpenAI-compatible backend needs a base URL (e.g. http://localhost:8000/v1)")
+        return self
+
+    def api_key(self) -> str:
+        # Local servers (vLLM, Ollama, llama.cpp) accept any key; the client insists on one.
+        return os.environ.get(self.api_key_env) or os.environ.get("DATAGEN_API_KEY") or "not-needed"
+
+    @classmethod
+    def from_env(
+        cls,
+        base_url: str | None = None,
+        model: str | None = None,
+        max_in_flight: int | None = None,
+    ) -> LLMConfig:
+        """Explicit arguments win over DATAGEN_BASE_URL / DATAGEN_MODEL; no URL means the embedded model."""
+        url = base_url or os.environ.get("DATAGEN_BASE_URL")
+        chosen_model = model or os.environ.get("DATAGEN_MODEL")
+        if not url:
+            return cls(backend="embedded", max_in_flight=max_in_flight or 2)
+        if not chosen_model:
+            raise ValueError("a base URL needs a model name too (--model or DATAGEN_MODEL)")
+        return cls(backend="openai", base_url=url, model=chosen_model, max_in_flight=max_in_flight or 16)
+
+    def default_sampling(self) -> SamplingParams:
+        return EMBEDDED_SAMPLING if self.backend == "embedded" else SamplingParams()
+
+
+class GeneticOptions(Frozen):
+    """Options of the Genetic Prompt method, including the paper's ablations."""
+
+    parent_selection: Literal["farthest", "random"] = "farthest"
+    mutation: bool = True
+    max_chars: int = Field(default=1000, ge=10)
+    approx_above: int = Field(default=20_000, ge=2, description="population size above which selection is approximate")
+
+
+class RunConfig(Frozen):
+    """Everything that determines a run; stored with the run so it can be resumed and compared."""
+
+    method: Literal["genetic"] = "genetic"
+    per_label: int = Field(ge=1, le=1_000_000)
+    labels: tuple[str, ...] = ()
+    seed: int
+    sampling: SamplingParams
+    genetic: GeneticOptions = GeneticOptions()
+    use_cache: bool = True
+    max_failures: int = Field(default=50, ge=1, description="consecutive failed calls before the run stops")

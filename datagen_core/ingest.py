@@ -1,0 +1,75 @@
+"""Reading a user's labelled examples (CSV, JSONL, Parquet) into a clean `text,label` frame.
+
+Every way a file can be wrong ends in one `DatagenError` naming the file and the fix, before the
+store is touched.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import DatagenError
+
+MIN_EXAMPLES_PER_LABEL = 2
+FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet"}
+
+
+def _read_raw(path: Path) -> pd.DataFrame:
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise DatagenError(f"{path}: unsupported file type {path.suffix!r}; use CSV, JSONL or Parquet")
+    try:
+        if fmt == "parquet":
+            return pd.read_parquet(path)
+        if fmt in ("csv", "tsv"):
+            return pd.read_csv(path, sep="\t" if fmt == "tsv" else ",", dtype=str, keep_default_na=False,
+                               encoding="utf-8")
+        return pd.read_json(path, lines=fmt == "jsonl", dtype=False, encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DatagenError(f"{path}: not UTF-8 text (byte {exc.start}); re-save the file as UTF-8") from None
+    except pd.errors.EmptyDataError:
+        raise DatagenError(f"{path}: the file is empty") from None
+    except (pd.errors.ParserError, ValueError, OSError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DatagenError(f"{path}: cannot parse as {fmt}: {first_line}") from None
+
+
+def read_examples(path: Path, text_col: str = "text", label_col: str = "label") -> pd.DataFrame:
+    """Load labelled examples; returns a frame with exactly the columns `text` and `label` (strings)."""
+    if not path.exists():
+        raise DatagenError(f"{path}: no such file")
+    if path.is_dir():
+        raise DatagenError(f"{path}: is a directory, expected a CSV, JSONL or Parquet file")
+    if path.stat().st_size == 0:
+        raise DatagenError(f"{path}: the file is empty")
+    raw = _read_raw(path)
+    return clean_examples(raw, text_col, label_col, str(path))
+
+
+def clean_examples(raw: pd.DataFrame, text_col: str, label_col: str, source: str) -> pd.DataFrame:
+    """Validate columns and content of an already-loaded frame (shared with uploads in the studio)."""
+    columns = [str(c) for c in raw.columns]
+    missing = [c for c in (text_col, label_col) if c not in columns]
+    if missing:
+        raise DatagenError(f"{source}: missing column(s) {', '.join(map(repr, missing))}; the file has {columns}")
+    if text_col == label_col:
+        raise DatagenError(f"{source}: text and label must be different columns")
+    frame = pd.DataFrame(
+        {"text": raw[text_col].astype(str).str.strip(), "label": raw[label_col].astype(str).str.strip()}
+    )
+    frame = frame[(frame["text"] != "") & (frame["label"] != "") & (frame["text"].str.lower() != "nan")]
+    frame = frame.drop_duplicates(subset=["text", "label"]).reset_index(drop=True)
+    if frame.empty:
+        raise DatagenError(f"{source}: no rows with both a text and a label")
+    counts = frame["label"].value_counts()
+    too_few = sorted(counts[counts < MIN_EXAMPLES_PER_LABEL].index)
+    if too_few:
+        raise DatagenError(
+            f"{source}: label(s) {', '.join(map(repr, too_few))} have fewer than {MIN_EXAMPLES_PER_LABEL} "
+            "examples; a population needs at least two parents"
+        )
+    if len(counts) < 2:
+        raise DatagenError(f"{source}: only one label ({counts.index[0]!r}); a classifier needs at least two")
+    return frame

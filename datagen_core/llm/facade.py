@@ -1,0 +1,242 @@
+"""The one LLM facade: strategies ask it for completions and nothing else.
+
+It owns admission control (at most N requests in flight, halved on 429 and grown back one at a time),
+retries with exponential backoff, the response cache in the store (keyed by model, messages, sampling
+parameters, schema and a sample index) and the record of every call for token accounting.
+A facade lives in one asyncio event loop; `complete_sync` is for one-off calls from plain code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import random
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import LLMConfig, SamplingParams
+from ..errors import LLMError, LLMFatalError
+from ..records import LLMCallRecord
+from ..store import Store
+from .base import Backend, TransientBackendError
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    finish_reason: str | None
+    call: LLMCallRecord
+
+    @property
+    def cached(self) -> bool:
+        return self.call.cached
+
+
+class AdaptiveLimiter:
+    """At most `limit` requests at once; AIMD: halve on rate limiting, +1 after `limit` successes."""
+
+    def __init__(self, maximum: int) -> None:
+        self.maximum = maximum
+        self.limit = maximum
+        self.active = 0
+        self._successes = 0
+        self._condition = asyncio.Condition()
+
+    async def __aenter__(self) -> None:
+        async with self._condition:
+            await self._condition.wait_for(lambda: self.active < self.limit)
+            self.active += 1
+
+    async def __aexit__(self, *exc: object) -> None:
+        async with self._condition:
+            self.active -= 1
+            self._condition.notify_all()
+
+    def rate_limited(self) -> None:
+        self.limit = max(1, self.limit // 2)
+        self._successes = 0
+
+    def succeeded(self) -> None:
+        self._successes += 1
+        if self.limit < self.maximum and self._successes >= self.limit:
+            self.limit += 1
+            self._successes = 0
+
+
+def cache_key(model: str, messages: list[dict[str, str]], sampling: SamplingParams,
+              schema: dict[str, Any] | None, sample_index: str) -> str:
+    payload = json.dumps(
+        {"model": model, "messages": messages, "sampling": sampling.model_dump(), "schema": schema,
+         "sample": sample_index},
+        sort_keys=True,
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def make_backend(config: LLMConfig) -> Backend:
+    """The factory is the only place that knows backend classes."""
+    if config.backend == "embedded":
+        from .embedded import EmbeddedBackend
+
+        return EmbeddedBackend()
+    from .openai_backend import OpenAIBackend
+
+    return OpenAIBackend(config)
+
+
+class LLM:
+    """Completions with retries, caching and accounting. Construct with `LLM.from_config`."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        store: Store | None,
+        *,
+        max_in_flight: int = 16,
+        max_retries: int = 5,
+        backoff_base_s: float = 0.5,
+        backoff_cap_s: float = 30.0,
+        run_id: str | None = None,
+        use_cache: bool = True,
+        autoflush: bool = True,
+    ) -> None:
+        self.backend = backend
+        self.store = store
+        self.max_in_flight = max(1, min(max_in_flight, backend.max_parallel))
+        self.max_retries = max_retries
+        self.backoff_base_s = backoff_base_s
+        self.backoff_cap_s = backoff_cap_s
+        self.run_id = run_id
+        self.use_cache = use_cache
+        self.autoflush = autoflush
+        self._limiter: AdaptiveLimiter | None = None
+        self._limiter_loop: asyncio.AbstractEventLoop | None = None
+        self._pending: list[LLMCallRecord] = []
+        self._pending_lock = threading.Lock()
+        self.retries = 0
+
+    @classmethod
+    def from_config(cls, config: LLMConfig, store: Store | None, **kwargs: Any) -> LLM:
+        kwargs.setdefault("max_in_flight", config.max_in_flight)
+        kwargs.setdefault("max_retries", config.max_retries)
+        return cls(make_backend(config), store, **kwargs)
+
+    @property
+    def model(self) -> str:
+        return self.backend.model
+
+    @property
+    def in_flight_limit(self) -> int:
+        return self._limiter.limit if self._limiter else self.max_in_flight
+
+    def _limiter_for_loop(self) -> AdaptiveLimiter:
+        loop = asyncio.get_running_loop()
+        if self._limiter is None or self._limiter_loop is not loop:
+            self._limiter = AdaptiveLimiter(self.max_in_flight)
+            self._limiter_loop = loop
+        return self._limiter
+
+    # ------------------------------------------------------------ accounting
+    def _record(self, record: LLMCallRecord) -> None:
+        if self.store is None:
+            return
+        if self.autoflush:
+            self.store.insert_llm_calls([record])
+            return
+        with self._pending_lock:
+            self._pending.append(record)
+
+    def take_pending_calls(self) -> list[LLMCallRecord]:
+        """Call records not yet written, for a caller that writes them in its own transaction."""
+        with self._pending_lock:
+            pending, self._pending = self._pending, []
+        return pending
+
+    # ----------------------------------------------------------- completion
+    async def complete(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        sampling: SamplingParams,
+        schema: dict[str, Any] | None = None,
+        purpose: str = "completion",
+        sample_index: str = "0",
+    ) -> Completion:
+        """One completion. Raises LLMFatalError (stop everything) or LLMError (this call failed for good)."""
+        key = cache_key(self.backend.model, messages, sampling, schema, sample_index)
+        params = {**sampling.model_dump(), "schema": schema, "sample_index": sample_index}
+        common = {"run_id": self.run_id, "purpose": purpose, "backend": self.backend.name,
+                  "model": self.backend.model, "cache_key": key, "messages": messages, "params": params}
+        if self.use_cache and self.store is not None:
+            hit = self.store.cached_response(key)
+            if hit is not None:
+                text, finish, prompt_tokens, completion_tokens = hit
+                record = LLMCallRecord(id=uuid.uuid4().hex, response=text, finish_reason=finish,
+                                       prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                                       latency_ms=0.0, attempts=0, cached=True, error=None, **common)
+                self._record(record)
+                return Completion(text, finish, record)
+
+        seed = int(key[:8], 16)
+        limiter = self._limiter_for_loop()
+        started = time.perf_counter()
+        attempt = 0
+        last_error = ""
+        while True:
+            attempt += 1
+            try:
+                async with limiter:
+                    answer = await self.backend.complete(messages, sampling, schema, seed)
+                limiter.succeeded()
+                break
+            except TransientBackendError as exc:
+                last_error = str(exc)
+                if exc.rate_limited:
+                    limiter.rate_limited()
+                if attempt > self.max_retries:
+                    self._record(self._failed(common, started, attempt, f"gave up after {attempt} attempts: {exc}"))
+                    raise LLMError(f"LLM call failed after {attempt} attempts: {last_error}") from None
+                self.retries += 1
+                delay = min(self.backoff_cap_s, self.backoff_base_s * 2 ** (attempt - 1))
+                delay = max(delay * random.uniform(0.5, 1.0), exc.retry_after or 0.0)
+                await asyncio.sleep(delay)
+            except LLMError as exc:  # includes LLMFatalError
+                self._record(self._failed(common, started, attempt, str(exc)))
+                raise
+        record = LLMCallRecord(
+            id=uuid.uuid4().hex, response=answer.text, finish_reason=answer.finish_reason,
+            prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens,
+            latency_ms=(time.perf_counter() - started) * 1000, attempts=attempt, cached=False, error=None, **common,
+        )
+        self._record(record)
+        return Completion(answer.text, answer.finish_reason, record)
+
+    def _failed(self, common: dict[str, Any], started: float, attempts: int, error: str) -> LLMCallRecord:
+        return LLMCallRecord(id=uuid.uuid4().hex, response=None, finish_reason=None, prompt_tokens=0,
+                             completion_tokens=0, latency_ms=(time.perf_counter() - started) * 1000,
+                             attempts=attempts, cached=False, error=error, **common)
+
+    async def check(self) -> None:
+        await self.backend.check()
+
+    async def aclose(self) -> None:
+        await self.backend.aclose()
+
+    def complete_sync(self, messages: list[dict[str, str]], **kwargs: Any) -> Completion:
+        """A single completion from synchronous code (a CLI command); opens and closes its own loop."""
+
+        async def once() -> Completion:
+            try:
+                await self.check()
+                return await self.complete(messages, **kwargs)
+            finally:
+                await self.aclose()
+
+        return asyncio.run(once())
+
+
+__all__ = ["LLM", "Completion", "LLMError", "LLMFatalError", "make_backend"]

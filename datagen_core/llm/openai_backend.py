@@ -1,0 +1,133 @@
+"""Any OpenAI-compatible chat endpoint (OpenAI, vLLM, Ollama, llama.cpp server) through the `openai` client."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import openai
+
+from ..config import LLMConfig, SamplingParams
+from ..errors import LLMError, LLMFatalError
+from .base import Backend, BackendAnswer, TransientBackendError
+
+
+def _retry_after(exc: openai.APIStatusError) -> float | None:
+    value = exc.response.headers.get("retry-after") if exc.response is not None else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+class OpenAIBackend(Backend):
+    name = "openai"
+
+    def __init__(self, config: LLMConfig) -> None:
+        assert config.base_url is not None
+        self.model = config.model
+        self.base_url = config.base_url
+        self.max_parallel = 1_000_000
+        self._config = config
+        self._client: openai.AsyncOpenAI | None = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
+        # Servers differ on structured output: vLLM/OpenAI take json_schema, llama.cpp's server json_object.
+        self._schema_style = "json_schema"
+
+    def _bad_key(self) -> str:
+        return f"{self.base_url} refused the API key (401): check ${self._config.api_key_env}"
+
+    @property
+    def client(self) -> openai.AsyncOpenAI:
+        """A client bound to the running event loop (its connection pool cannot move between loops)."""
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop:
+            # The facade owns retries; the client must not retry behind its back.
+            self._client = openai.AsyncOpenAI(
+                base_url=self.base_url, api_key=self._config.api_key(), max_retries=0,
+                timeout=self._config.timeout_s,
+            )
+            self._client_loop = loop
+        return self._client
+
+    def _response_format(self, schema: dict[str, Any]) -> dict[str, Any]:
+        if self._schema_style == "json_schema":
+            return {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": True}}
+        return {"type": "json_object", "schema": schema}
+
+    async def complete(
+        self, messages: list[dict[str, str]], sampling: SamplingParams, schema: dict[str, Any] | None, seed: int
+    ) -> BackendAnswer:
+        kwargs: dict[str, Any] = {
+            "model": self.model,
+            "messages": messages,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            "max_tokens": sampling.max_tokens,
+            "seed": seed,
+        }
+        if sampling.repeat_penalty is not None:
+            kwargs["extra_body"] = {"repetition_penalty": sampling.repeat_penalty}
+        if schema is not None:
+            kwargs["response_format"] = self._response_format(schema)
+        try:
+            response = await self.client.chat.completions.create(**kwargs)
+        except openai.BadRequestError as exc:
+            if schema is not None and self._schema_style == "json_schema" and "json_schema" in str(exc):
+                self._schema_style = "json_object"
+                raise TransientBackendError("server rejects json_schema; retrying with json_object") from None
+            raise LLMError(f"{self.base_url} rejected the request: {exc.message}") from None
+        except openai.AuthenticationError:
+            raise LLMFatalError(self._bad_key()) from None
+        except openai.PermissionDeniedError as exc:
+            raise LLMFatalError(f"{self.base_url} denied access (403): {exc.message}") from None
+        except openai.NotFoundError:
+            raise LLMFatalError(f"{self.base_url}: model {self.model!r} or endpoint not found (404)") from None
+        except openai.RateLimitError as exc:
+            raise TransientBackendError(
+                "rate limited (429)", rate_limited=True, retry_after=_retry_after(exc)
+            ) from None
+        except openai.APIStatusError as exc:
+            if exc.status_code >= 500 or exc.status_code in (408, 409):
+                raise TransientBackendError(f"server error {exc.status_code}", retry_after=_retry_after(exc)) from None
+            raise LLMError(f"{self.base_url} answered {exc.status_code}: {exc.message}") from None
+        except openai.APITimeoutError:
+            raise TransientBackendError("request timed out") from None
+        except openai.APIConnectionError as exc:
+            raise TransientBackendError(f"connection failed: {exc.__cause__ or exc}") from None
+        except (openai.APIResponseValidationError, ValueError) as exc:
+            raise TransientBackendError(f"unreadable response: {type(exc).__name__}") from None
+        if not response.choices:
+            raise TransientBackendError("response without choices")
+        choice = response.choices[0]
+        usage = response.usage
+        return BackendAnswer(
+            text=choice.message.content or "",
+            finish_reason=choice.finish_reason,
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else 0,
+        )
+
+    async def check(self) -> None:
+        try:
+            await self.client.chat.completions.create(
+                model=self.model, messages=[{"role": "user", "content": "Say OK."}], max_tokens=2
+            )
+        except openai.AuthenticationError:
+            raise LLMFatalError(self._bad_key()) from None
+        except openai.NotFoundError:
+            raise LLMFatalError(f"{self.base_url}: model {self.model!r} or endpoint not found (404)") from None
+        except openai.APITimeoutError:
+            raise LLMFatalError(f"{self.base_url} did not answer within the timeout") from None
+        except openai.APIConnectionError:
+            raise LLMFatalError(f"cannot reach the LLM endpoint {self.base_url}: is the server running?") from None
+        except openai.APIStatusError as exc:
+            if exc.status_code < 500 and exc.status_code != 429:
+                raise LLMFatalError(f"{self.base_url} answered {exc.status_code}: {exc.message}") from None
+        except (openai.APIResponseValidationError, ValueError):
+            raise LLMFatalError(f"{self.base_url} does not speak the OpenAI chat API") from None
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None

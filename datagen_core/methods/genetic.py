@@ -1,0 +1,99 @@
+"""Genetic Prompt (SPEC §1): crossover of two distant parents on chosen genes, mutation of the rest."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..errors import DatagenError
+from ..records import GeneSplit
+from ..selection import ParentSelector, make_selector
+from ..store import PopulationMember
+from .base import GenerationMethod, GenerationRequest, MethodContext
+
+
+def split_genes(genes: Sequence[str], rng: np.random.Generator, mutation: bool) -> GeneSplit:
+    """Shuffle, mutate the last gene (unless the no-mutation ablation), alternate the rest between parents.
+
+    Four genes give 2/1/1 as in the reference code; the shuffle makes every gene take every role.
+    """
+    shuffled = [genes[i] for i in rng.permutation(len(genes))]
+    mutated = [shuffled.pop()] if mutation and shuffled else []
+    return GeneSplit(parent1=tuple(shuffled[0::2]), parent2=tuple(shuffled[1::2]), mutated=tuple(mutated))
+
+
+def crossover_prompt(
+    *, task: str, text_kind: str, label: str, label_description: str, parent1: str, parent2: str, split: GeneSplit
+) -> str:
+    """The crossover + mutation prompt of SPEC §1.5."""
+    requirements: list[str] = []
+    if label_description:
+        requirements.append(f"it must be about {label_description}")
+    requirements += [f"its '{gene}' inherits from Example 1" for gene in split.parent1]
+    requirements += [f"its '{gene}' inherits from Example 2" for gene in split.parent2]
+    requirements += [f"its '{gene}' must be different from both examples" for gene in split.mutated]
+    numbered = "\n".join(f"{i}. {req};" for i, req in enumerate(requirements, start=1))
+    return (
+        f"You need to generate synthetic data for the {task} task.\n"
+        f"Example 1: {parent1}\n"
+        f"Example 2: {parent2}\n"
+        f"Write a {text_kind} of the '{label}' category. Requirements:\n"
+        f"{numbered}\n"
+        f"Category: {label}\n"
+        "Text:"
+    )
+
+
+class GeneticMethod(GenerationMethod):
+    name = "genetic"
+
+    def __init__(self, context: MethodContext, rng: np.random.Generator) -> None:
+        super().__init__(context, rng)
+        if context.gene_set is None or not context.gene_set.genes:
+            raise DatagenError("the project has no genes: run `datagen genes propose` or `datagen genes set` first")
+        self.genes = [gene.name for gene in context.gene_set.genes]
+        self.options = context.config.genetic
+        self._selectors: dict[str, ParentSelector] = {}
+        self._texts: dict[int, str] = {}
+
+    def _selector(self, label: str, incoming: int) -> ParentSelector:
+        if label not in self._selectors:
+            self._selectors[label] = make_selector(
+                self.options.parent_selection,
+                seed=int(self.rng.integers(2**31)),
+                approx_above=self.options.approx_above,
+                expected_size=incoming + self.context.config.per_label,
+            )
+        return self._selectors[label]
+
+    def observe(self, label: str, members: Sequence[PopulationMember], vectors: np.ndarray) -> None:
+        self._selector(label, len(members)).add_many([m.id for m in members], vectors)
+        self._texts.update((m.id, m.text) for m in members)
+
+    def mark_used(self, label: str, parent_ids: tuple[int, ...]) -> None:
+        if len(parent_ids) == 2 and all(p in self._texts for p in parent_ids):
+            self._selectors[label].mark_used(*parent_ids)
+
+    def next_request(self, label: str) -> GenerationRequest | None:
+        pair = self._selectors[label].select() if label in self._selectors else None
+        if pair is None:
+            return None
+        split = split_genes(self.genes, self.rng, self.options.mutation)
+        info = self.context.label(label)
+        prompt = crossover_prompt(
+            task=self.context.project.task, text_kind=self.context.project.text_kind, label=label,
+            label_description=info.description, parent1=self._texts[pair[0]], parent2=self._texts[pair[1]],
+            split=split,
+        )
+        system = (
+            f"You write one {self.context.project.text_kind} for a labelled dataset. "
+            "Reply with the text only: no title, no explanation, no quotes."
+        )
+        return GenerationRequest(
+            label=label,
+            messages=[{"role": "system", "content": system}, {"role": "user", "content": prompt}],
+            prompt=prompt,
+            parent_ids=pair,
+            gene_split=split,
+        )

@@ -1,0 +1,80 @@
+"""Plain records that cross the boundary between the engine and the store."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def text_hash(text: str) -> str:
+    """Identity of a text for embedding caching and duplicate detection (whitespace and case folded)."""
+    normalised = " ".join(text.split()).casefold()
+    return hashlib.sha256(normalised.encode("utf-8")).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class LLMCallRecord:
+    """One completion request as sent and answered: the cache and the token accounting read these."""
+
+    id: str
+    run_id: str | None
+    purpose: str
+    backend: str
+    model: str
+    cache_key: str
+    messages: list[dict[str, str]]
+    params: dict[str, Any]
+    response: str | None
+    finish_reason: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    latency_ms: float
+    attempts: int
+    cached: bool
+    error: str | None
+    created_at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True)
+class GeneSplit:
+    """Which genes an offspring inherits from each parent and which it must mutate."""
+
+    parent1: tuple[str, ...]
+    parent2: tuple[str, ...]
+    mutated: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return {"parent1": list(self.parent1), "parent2": list(self.parent2), "mutated": list(self.mutated)}
+
+
+@dataclass(frozen=True)
+class NewSample:
+    """A generated sample with its full lineage, ready to be written in one transaction."""
+
+    id: int
+    run_id: str
+    label: str
+    text: str
+    method: str
+    parent_ids: tuple[int, ...]
+    gene_split: GeneSplit | None
+    prompt: str
+    model: str
+    sampling: dict[str, Any]
+    raw_response: str
+    llm_call_id: str
+    prompt_tokens: int
+    completion_tokens: int
+    requested_at: datetime
+    filter_reason: str | None = None
+    created_at: datetime = field(default_factory=utcnow)
+
+    @property
+    def text_hash(self) -> str:
+        return text_hash(self.text)

@@ -1,0 +1,285 @@
+"""The run loop: many requests in flight, parents chosen from the population as it stands, offspring
+persisted in transactional batches as they land, exact targets, resumable after a crash.
+
+A run's state lives in the store, never only in memory: what is committed is the run. Resuming
+rebuilds each population (real seeds + kept offspring), marks the parent pairs already used and asks
+for exactly the missing number of offspring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .config import LLMConfig, RunConfig
+from .embed import Embedder
+from .errors import DatagenError, LLMError, LLMFatalError
+from .llm import LLM, Completion
+from .methods import GenerationMethod, GenerationRequest, MethodContext, clean_output, make_method
+from .records import NewSample, text_hash, utcnow
+from .store import PopulationMember, RunInfo, Store
+
+
+@dataclass
+class LabelProgress:
+    label: str
+    target: int
+    kept: int = 0
+    filtered: int = 0
+    failed: int = 0
+    in_flight: int = 0
+    exhausted: bool = False
+
+    @property
+    def needed(self) -> int:
+        return self.target - self.kept - self.in_flight
+
+    @property
+    def done(self) -> bool:
+        return self.kept >= self.target or (self.exhausted and self.in_flight == 0)
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    status: str
+    progress: dict[str, LabelProgress]
+    seconds: float
+    new_offspring: int
+    usage: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def offspring_per_second(self) -> float:
+        return self.new_offspring / self.seconds if self.seconds > 0 else 0.0
+
+
+class RunObserver:
+    """Hooks for interfaces (progress bars, the studio's live feed); every hook is optional."""
+
+    def on_start(self, run_id: str, progress: dict[str, LabelProgress]) -> None: ...
+
+    def on_batch(self, samples: Sequence[NewSample], progress: dict[str, LabelProgress]) -> None: ...
+
+    def on_message(self, level: str, message: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class _Landed:
+    request: GenerationRequest
+    requested_at: object
+    completion: Completion | None
+    error: LLMError | None
+
+
+def start_run(store: Store, config: RunConfig, llm_config: LLMConfig) -> str:
+    """Record a new run (the gene-set version it uses included) and return its id."""
+    labels = [lb.name for lb in store.labels()]
+    unknown = [lb for lb in config.labels if lb not in labels]
+    if unknown:
+        raise DatagenError(f"unknown label(s) {unknown}; the project's labels are {labels}")
+    gene_set = store.gene_set()
+    if config.method == "genetic" and gene_set is None:
+        raise DatagenError("the project has no genes: run `datagen genes propose` or `datagen genes set` first")
+    run_id = uuid.uuid4().hex[:12]
+    store.create_run(run_id, config, gene_set.version if gene_set else None, llm_config)
+    return run_id
+
+
+class Runner:
+    """Executes one run against one store. Construct per run; `execute` may be awaited once."""
+
+    def __init__(
+        self,
+        store: Store,
+        run: RunInfo,
+        llm: LLM,
+        embedder: Embedder,
+        observer: RunObserver | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.store = store
+        self.run = run
+        self.config = run.config
+        self.llm = llm
+        self.embedder = embedder
+        self.observer = observer or RunObserver()
+        self.stop = stop or threading.Event()
+        project = store.project()
+        all_labels = store.labels()
+        self.labels = list(self.config.labels) or [lb.name for lb in all_labels]
+        context = MethodContext(project, all_labels, store.gene_set(run.gene_set_version), self.config)
+        existing = sum(store.kept_counts(run.id).values()) + sum(store.filtered_counts(run.id).values())
+        # A resumed run continues the random stream at a new place instead of replaying its first splits.
+        self.method: GenerationMethod = make_method(context, np.random.default_rng([self.config.seed, existing]))
+        self.progress = {lb: LabelProgress(lb, self.config.per_label) for lb in self.labels}
+        self._hashes: dict[str, set[str]] = {lb: set() for lb in self.labels}
+        self._consecutive_failures = 0
+
+    # ------------------------------------------------------------ set-up
+    def _load_populations(self) -> None:
+        kept = self.store.kept_counts(self.run.id)
+        for label in self.labels:
+            members = self.store.population(label, self.run.id)
+            self._admit(label, members)
+            for pair in self.store.used_pairs(self.run.id, label):
+                self.method.mark_used(label, pair)
+            self.progress[label].kept = kept.get(label, 0)
+
+    def _admit(self, label: str, members: Sequence[PopulationMember], vectors: np.ndarray | None = None) -> None:
+        if not members:
+            return
+        if vectors is None:
+            vectors, fresh = self.embedder.embed(self.store, [m.text for m in members])
+            self.store.put_embeddings(self.embedder.name, fresh)
+        self.method.observe(label, members, vectors)
+        self._hashes[label].update(m.text_hash for m in members)
+
+    # -------------------------------------------------------------- loop
+    def _schedule(self, tasks: set[asyncio.Task[_Landed]]) -> None:
+        """Fill the in-flight budget round-robin over labels that still need offspring."""
+        while len(tasks) < self.llm.max_in_flight and not self.stop.is_set():
+            scheduled = False
+            for label in self.labels:
+                state = self.progress[label]
+                if len(tasks) >= self.llm.max_in_flight or state.exhausted or state.needed <= 0:
+                    continue
+                request = self.method.next_request(label)
+                if request is None:
+                    if state.in_flight == 0:
+                        state.exhausted = True
+                        self._message("warning", f"label {label!r}: every parent pair is used; stopping this label")
+                    continue
+                state.in_flight += 1
+                tasks.add(asyncio.create_task(self._ask(request)))
+                scheduled = True
+            if not scheduled:
+                return
+
+    async def _ask(self, request: GenerationRequest) -> _Landed:
+        requested_at = utcnow()
+        try:
+            completion = await self.llm.complete(
+                request.messages, sampling=self.config.sampling, purpose=self.config.method,
+                sample_index=f"seed:{self.config.seed}",
+            )
+            return _Landed(request, requested_at, completion, None)
+        except LLMFatalError:
+            raise
+        except LLMError as exc:
+            return _Landed(request, requested_at, None, exc)
+
+    async def _persist(self, landed: Sequence[_Landed]) -> list[NewSample]:
+        candidates: list[tuple[_Landed, str, str | None]] = []
+        for item in landed:
+            self.progress[item.request.label].in_flight -= 1
+            if item.completion is None:
+                self.progress[item.request.label].failed += 1
+                self._consecutive_failures += 1
+                self._message("warning", f"{item.request.label}: {item.error}")
+                continue
+            self._consecutive_failures = 0
+            text, reason = clean_output(item.completion.text, self.config.genetic.max_chars)
+            if reason is None:
+                digest = text_hash(text)
+                if digest in self._hashes[item.request.label]:
+                    reason = "duplicate"
+                else:
+                    self._hashes[item.request.label].add(digest)
+            candidates.append((item, text, reason))
+        if self._consecutive_failures >= self.config.max_failures:
+            raise LLMFatalError(f"{self._consecutive_failures} LLM calls in a row failed; stopping the run")
+
+        kept_texts = [text for _, text, reason in candidates if reason is None]
+        vectors, fresh = await asyncio.to_thread(self.embedder.embed, self.store, kept_texts)
+        ids = self.store.allocate_sample_ids(len(candidates))
+        samples = [
+            NewSample(
+                id=sample_id, run_id=self.run.id, label=item.request.label, text=text, method=self.config.method,
+                parent_ids=item.request.parent_ids, gene_split=item.request.gene_split, prompt=item.request.prompt,
+                model=self.llm.model, sampling=self.config.sampling.model_dump(),
+                raw_response=item.completion.text, llm_call_id=item.completion.call.id,  # type: ignore[union-attr]
+                prompt_tokens=item.completion.call.prompt_tokens,  # type: ignore[union-attr]
+                completion_tokens=item.completion.call.completion_tokens,  # type: ignore[union-attr]
+                requested_at=item.requested_at, filter_reason=reason,  # type: ignore[arg-type]
+            )
+            for sample_id, (item, text, reason) in zip(ids, candidates, strict=True)
+        ]
+        self.store.write_offspring(samples, self.llm.take_pending_calls(), fresh, self.embedder.name)
+
+        kept = [s for s in samples if s.filter_reason is None]
+        for label in {s.label for s in kept}:
+            rows = [i for i, s in enumerate(kept) if s.label == label]
+            members = [PopulationMember(kept[i].id, kept[i].text, kept[i].text_hash, "synthetic") for i in rows]
+            self.method.observe(label, members, vectors[rows])
+        for sample in samples:
+            state = self.progress[sample.label]
+            if sample.filter_reason is None:
+                state.kept += 1
+            else:
+                state.filtered += 1
+        return samples
+
+    def _message(self, level: str, message: str) -> None:
+        self.store.add_event(self.run.id, level, "message", message)
+        self.observer.on_message(level, message)
+
+    async def execute(self) -> RunSummary:
+        started = time.perf_counter()
+        tasks: set[asyncio.Task[_Landed]] = set()
+        new_offspring = 0
+        status = "failed"
+        try:
+            await self.llm.check()
+            await asyncio.to_thread(self._load_populations)
+            self.observer.on_start(self.run.id, self.progress)
+            self.store.set_run_status(self.run.id, "running")
+            while True:
+                self._schedule(tasks)
+                if not tasks:
+                    break
+                done, tasks = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                samples = await self._persist([task.result() for task in done])
+                new_offspring += sum(s.filter_reason is None for s in samples)
+                self.observer.on_batch(samples, self.progress)
+            status = "interrupted" if self.stop.is_set() else "completed"
+        except LLMFatalError as exc:
+            self.store.set_run_status(self.run.id, "failed", str(exc))
+            raise
+        except BaseException:
+            status = "interrupted"
+            raise
+        finally:
+            for task in tasks:
+                task.cancel()
+            self.store.insert_llm_calls(self.llm.take_pending_calls())
+            if status != "failed":
+                self.store.set_run_status(self.run.id, status)
+            await self.llm.aclose()
+        return RunSummary(
+            self.run.id, status, self.progress, time.perf_counter() - started, new_offspring,
+            self.store.run_usage(self.run.id),
+        )
+
+
+def run_generation(
+    store: Store,
+    llm_config: LLMConfig,
+    run_id: str,
+    *,
+    embedder: Embedder | None = None,
+    observer: RunObserver | None = None,
+    stop: threading.Event | None = None,
+    **llm_options: object,
+) -> RunSummary:
+    """Execute (or resume) a recorded run to its targets; blocks until done, stopped or failed."""
+    run = store.run(run_id)
+    llm = LLM.from_config(llm_config, store, run_id=run_id, use_cache=run.config.use_cache, autoflush=False,
+                          **llm_options)
+    runner = Runner(store, run, llm, embedder or Embedder(), observer, stop)
+    return asyncio.run(runner.execute())

@@ -1,0 +1,569 @@
+"""The project store: the only module that knows the DuckDB schema and writes SQL.
+
+One DuckDB file per project, one connection per process and a cursor per thread (DuckDB refuses a
+second process and a shared connection across threads). Every multi-row write is one transaction,
+so a crash or SIGKILL leaves either all of a batch or none of it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from .config import Gene, GeneSet, Label, LLMConfig, ProjectSpec, RunConfig
+from .errors import DatagenError, ProjectLockedError
+from .records import LLMCallRecord, NewSample, text_hash, utcnow
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
+CREATE TABLE project (
+    name VARCHAR NOT NULL, task VARCHAR NOT NULL, text_kind VARCHAR NOT NULL,
+    source_file VARCHAR, created_at TIMESTAMP NOT NULL
+);
+CREATE TABLE labels (name VARCHAR PRIMARY KEY, description VARCHAR NOT NULL, position INTEGER NOT NULL);
+CREATE TABLE gene_sets (
+    version INTEGER PRIMARY KEY, genes VARCHAR NOT NULL, source VARCHAR NOT NULL,
+    note VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL
+);
+CREATE SEQUENCE sample_ids START 1;
+CREATE TABLE samples (
+    id BIGINT PRIMARY KEY,
+    label VARCHAR NOT NULL,
+    text VARCHAR NOT NULL,
+    text_hash VARCHAR NOT NULL,
+    origin VARCHAR NOT NULL CHECK (origin IN ('real', 'synthetic')),
+    status VARCHAR NOT NULL CHECK (status IN ('pending', 'accepted', 'rejected')),
+    filter_reason VARCHAR,
+    run_id VARCHAR,
+    method VARCHAR,
+    parent_ids BIGINT[],
+    gene_split VARCHAR,
+    prompt VARCHAR,
+    model VARCHAR,
+    sampling VARCHAR,
+    raw_response VARCHAR,
+    llm_call_id VARCHAR,
+    prompt_tokens INTEGER,
+    completion_tokens INTEGER,
+    requested_at TIMESTAMP,
+    created_at TIMESTAMP NOT NULL
+);
+CREATE TABLE sample_edits (
+    sample_id BIGINT NOT NULL, field VARCHAR NOT NULL, old_value VARCHAR, new_value VARCHAR,
+    actor VARCHAR NOT NULL, edited_at TIMESTAMP NOT NULL
+);
+CREATE TABLE embeddings (
+    model VARCHAR NOT NULL, text_hash VARCHAR NOT NULL, vector FLOAT[] NOT NULL,
+    PRIMARY KEY (model, text_hash)
+);
+CREATE TABLE runs (
+    id VARCHAR PRIMARY KEY, method VARCHAR NOT NULL, config VARCHAR NOT NULL,
+    gene_set_version INTEGER, llm VARCHAR NOT NULL, status VARCHAR NOT NULL,
+    error VARCHAR, created_at TIMESTAMP NOT NULL, updated_at TIMESTAMP NOT NULL
+);
+CREATE TABLE llm_calls (
+    id VARCHAR PRIMARY KEY, run_id VARCHAR, purpose VARCHAR NOT NULL, backend VARCHAR NOT NULL,
+    model VARCHAR NOT NULL, cache_key VARCHAR NOT NULL, messages VARCHAR NOT NULL, params VARCHAR NOT NULL,
+    response VARCHAR, finish_reason VARCHAR, prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
+    latency_ms DOUBLE NOT NULL, attempts INTEGER NOT NULL, cached BOOLEAN NOT NULL, error VARCHAR,
+    created_at TIMESTAMP NOT NULL
+);
+CREATE INDEX llm_calls_cache ON llm_calls (cache_key);
+CREATE TABLE events (
+    run_id VARCHAR, at TIMESTAMP NOT NULL, level VARCHAR NOT NULL, kind VARCHAR NOT NULL,
+    message VARCHAR NOT NULL, data VARCHAR
+);
+"""
+
+RUN_STATUSES = ("running", "completed", "interrupted", "failed")
+SAMPLE_STATUSES = ("pending", "accepted", "rejected")
+
+
+@dataclass(frozen=True)
+class ProjectInfo:
+    name: str
+    task: str
+    text_kind: str
+    source_file: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    id: str
+    method: str
+    config: RunConfig
+    gene_set_version: int | None
+    llm: dict[str, Any]
+    status: str
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class PopulationMember:
+    id: int
+    text: str
+    text_hash: str
+    origin: str
+
+
+def project_path(home: Path, name: str) -> Path:
+    return home / f"{name}.duckdb"
+
+
+def _lock_holder(message: str) -> str:
+    match = re.search(r"PID (\d+)", message)
+    return f" (process {match.group(1)})" if match else ""
+
+
+class Store:
+    """A project's DuckDB file. Use `Store.create` for a new project and `Store.open` otherwise."""
+
+    def __init__(self, path: Path, connection: duckdb.DuckDBPyConnection) -> None:
+        self.path = path
+        self._connection = connection
+        self._local = threading.local()
+
+    # ----------------------------------------------------------------- opening
+    @classmethod
+    def _connect(cls, path: Path) -> duckdb.DuckDBPyConnection:
+        try:
+            return duckdb.connect(str(path))
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise ProjectLockedError(
+                    f"project file {path} is in use by another process{_lock_holder(str(exc))}: "
+                    "stop the other run or close the studio, then try again"
+                ) from None
+            raise DatagenError(f"cannot open project file {path}: {exc}") from None
+
+    @classmethod
+    def open(cls, path: Path) -> Store:
+        if not path.exists():
+            raise DatagenError(f"unknown project: no file {path} (create it with `datagen init`)")
+        store = cls(path, cls._connect(path))
+        version = store._scalar("SELECT value FROM meta WHERE key = 'schema_version'")
+        if version is None or int(version) != SCHEMA_VERSION:
+            store.close()
+            raise DatagenError(f"{path} is not a project of this version of the studio (schema {version})")
+        return store
+
+    @classmethod
+    def create(
+        cls, path: Path, spec: ProjectSpec, labels: Sequence[Label], examples: pd.DataFrame, source_file: str | None
+    ) -> Store:
+        """Create the file and import everything in one transaction; on any failure no file is left."""
+        if path.exists():
+            raise DatagenError(f"project {spec.name!r} already exists at {path}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        store = cls(path, cls._connect(path))
+        try:
+            with store.transaction() as cur:
+                cur.execute(_SCHEMA)
+                cur.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+                cur.execute(
+                    "INSERT INTO project VALUES (?, ?, ?, ?, ?)",
+                    [spec.name, spec.task, spec.text_kind, source_file, utcnow()],
+                )
+                cur.executemany(
+                    "INSERT INTO labels VALUES (?, ?, ?)",
+                    [[label.name, label.description, i] for i, label in enumerate(labels)],
+                )
+                store._insert_real(cur, examples)
+        except BaseException:
+            store.close()
+            for leftover in (path, Path(f"{path}.wal")):
+                leftover.unlink(missing_ok=True)
+            raise
+        return store
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ primitives
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """This thread's cursor: DuckDB connections must not be shared across threads."""
+        cur = getattr(self._local, "cursor", None)
+        if cur is None:
+            cur = self._connection.cursor()
+            self._local.cursor = cur
+        return cur
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        cur = self.cursor()
+        cur.begin()
+        try:
+            yield cur
+        except BaseException:
+            cur.rollback()
+            raise
+        cur.commit()
+
+    def _scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        row = self.cursor().execute(sql, list(params)).fetchone()
+        return None if row is None else row[0]
+
+    def _allocate_ids(self, cur: duckdb.DuckDBPyConnection, n: int) -> list[int]:
+        return [r[0] for r in cur.execute("SELECT nextval('sample_ids') FROM range(?)", [n]).fetchall()]
+
+    def _insert_real(self, cur: duckdb.DuckDBPyConnection, examples: pd.DataFrame) -> None:
+        now = utcnow()
+        frame = pd.DataFrame(
+            {
+                "id": self._allocate_ids(cur, len(examples)),
+                "label": examples["label"].astype(str).to_numpy(),
+                "text": examples["text"].astype(str).to_numpy(),
+            }
+        )
+        frame["text_hash"] = [text_hash(t) for t in frame["text"]]
+        frame["created_at"] = now
+        cur.register("incoming_real", frame)
+        cur.execute(
+            "INSERT INTO samples (id, label, text, text_hash, origin, status, created_at) "
+            "SELECT id, label, text, text_hash, 'real', 'accepted', created_at FROM incoming_real"
+        )
+        cur.unregister("incoming_real")
+
+    # --------------------------------------------------------------- project
+    def project(self) -> ProjectInfo:
+        row = self.cursor().execute("SELECT name, task, text_kind, source_file, created_at FROM project").fetchone()
+        assert row is not None, "project row missing"
+        return ProjectInfo(*row)
+
+    def labels(self) -> list[Label]:
+        rows = self.cursor().execute("SELECT name, description FROM labels ORDER BY position").fetchall()
+        return [Label(name=n, description=d) for n, d in rows]
+
+    def set_label_description(self, name: str, description: str) -> None:
+        with self.transaction() as cur:
+            if cur.execute("SELECT count(*) FROM labels WHERE name = ?", [name]).fetchone()[0] == 0:
+                raise DatagenError(f"unknown label {name!r}; labels are {[lb.name for lb in self.labels()]}")
+            cur.execute("UPDATE labels SET description = ? WHERE name = ?", [description, name])
+
+    def real_counts(self) -> dict[str, int]:
+        rows = self.cursor().execute(
+            "SELECT label, count(*) FROM samples WHERE origin = 'real' GROUP BY label"
+        ).fetchall()
+        return dict(rows)
+
+    def real_examples(self, label: str | None = None, limit: int | None = None) -> pd.DataFrame:
+        sql = "SELECT id, label, text FROM samples WHERE origin = 'real'"
+        params: list[Any] = []
+        if label is not None:
+            sql += " AND label = ?"
+            params.append(label)
+        sql += " ORDER BY id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return self.cursor().execute(sql, params).df()
+
+    # ------------------------------------------------------------- gene sets
+    def add_gene_set(self, genes: Sequence[Gene], source: str, note: str = "") -> GeneSet:
+        with self.transaction() as cur:
+            version = cur.execute("SELECT coalesce(max(version), 0) + 1 FROM gene_sets").fetchone()[0]
+            gene_set = GeneSet(version=version, genes=tuple(genes), source=source, note=note)  # type: ignore[arg-type]
+            cur.execute(
+                "INSERT INTO gene_sets VALUES (?, ?, ?, ?, ?)",
+                [version, json.dumps([g.model_dump() for g in genes]), source, note, utcnow()],
+            )
+        return gene_set
+
+    def gene_sets(self) -> list[GeneSet]:
+        rows = self.cursor().execute("SELECT version, genes, source, note FROM gene_sets ORDER BY version").fetchall()
+        return [
+            GeneSet(version=v, genes=tuple(Gene(**g) for g in json.loads(genes)), source=s, note=n)
+            for v, genes, s, n in rows
+        ]
+
+    def gene_set(self, version: int | None = None) -> GeneSet | None:
+        """A given version, or the latest when version is None; None when the project has no genes yet."""
+        sets = self.gene_sets()
+        if version is None:
+            return sets[-1] if sets else None
+        for gene_set in sets:
+            if gene_set.version == version:
+                return gene_set
+        raise DatagenError(f"no gene set version {version}")
+
+    # ------------------------------------------------------------------ runs
+    def create_run(self, run_id: str, config: RunConfig, gene_set_version: int | None, llm: LLMConfig) -> None:
+        now = utcnow()
+        llm_public = llm.model_dump(include={"backend", "base_url", "model", "max_in_flight"})
+        with self.transaction() as cur:
+            cur.execute(
+                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, 'running', NULL, ?, ?)",
+                [run_id, config.method, config.model_dump_json(), gene_set_version, json.dumps(llm_public), now, now],
+            )
+            self._event(cur, run_id, "info", "run_started", f"run {run_id} started", {"config": config.model_dump()})
+
+    def set_run_status(self, run_id: str, status: str, error: str | None = None) -> None:
+        assert status in RUN_STATUSES
+        with self.transaction() as cur:
+            cur.execute(
+                "UPDATE runs SET status = ?, error = ?, updated_at = ? WHERE id = ?", [status, error, utcnow(), run_id]
+            )
+            self._event(cur, run_id, "error" if error else "info", f"run_{status}", error or f"run {status}", None)
+
+    def runs(self) -> list[RunInfo]:
+        rows = self.cursor().execute(
+            "SELECT id, method, config, gene_set_version, llm, status, error, created_at, updated_at "
+            "FROM runs ORDER BY created_at"
+        ).fetchall()
+        return [
+            RunInfo(r[0], r[1], RunConfig.model_validate_json(r[2]), r[3], json.loads(r[4]), r[5], r[6], r[7], r[8])
+            for r in rows
+        ]
+
+    def run(self, run_id: str) -> RunInfo:
+        for info in self.runs():
+            if info.id == run_id:
+                return info
+        raise DatagenError(f"unknown run {run_id!r}")
+
+    def latest_unfinished_run(self) -> RunInfo | None:
+        unfinished = [r for r in self.runs() if r.status in ("running", "interrupted", "failed")]
+        return unfinished[-1] if unfinished else None
+
+    def kept_counts(self, run_id: str) -> dict[str, int]:
+        """Offspring per label that passed the engine's filters: what counts toward a run's target."""
+        rows = self.cursor().execute(
+            "SELECT label, count(*) FROM samples WHERE run_id = ? AND filter_reason IS NULL GROUP BY label", [run_id]
+        ).fetchall()
+        return dict(rows)
+
+    def filtered_counts(self, run_id: str) -> dict[str, int]:
+        rows = self.cursor().execute(
+            "SELECT filter_reason, count(*) FROM samples WHERE run_id = ? AND filter_reason IS NOT NULL "
+            "GROUP BY filter_reason",
+            [run_id],
+        ).fetchall()
+        return dict(rows)
+
+    def used_pairs(self, run_id: str, label: str) -> list[tuple[int, int]]:
+        rows = self.cursor().execute(
+            "SELECT parent_ids FROM samples WHERE run_id = ? AND label = ? AND len(parent_ids) = 2",
+            [run_id, label],
+        ).fetchall()
+        return [(int(p[0]), int(p[1])) for (p,) in rows]
+
+    def population(self, label: str, run_id: str | None) -> list[PopulationMember]:
+        """Real examples of a label plus the kept offspring of one run, oldest first."""
+        rows = self.cursor().execute(
+            "SELECT id, text, text_hash, origin FROM samples WHERE label = ? AND "
+            "(origin = 'real' OR (run_id = ? AND filter_reason IS NULL)) ORDER BY id",
+            [label, run_id],
+        ).fetchall()
+        return [PopulationMember(*r) for r in rows]
+
+    def run_usage(self, run_id: str) -> dict[str, float]:
+        row = self.cursor().execute(
+            "SELECT count(*), count(*) FILTER (WHERE cached), count(*) FILTER (WHERE error IS NOT NULL), "
+            "coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0), coalesce(sum(attempts), 0) "
+            "FROM llm_calls WHERE run_id = ?",
+            [run_id],
+        ).fetchone()
+        keys = ("calls", "cached_calls", "failed_calls", "prompt_tokens", "completion_tokens", "attempts")
+        return dict(zip(keys, row, strict=True))
+
+    # --------------------------------------------------------------- samples
+    def write_offspring(
+        self,
+        samples: Sequence[NewSample],
+        calls: Sequence[LLMCallRecord],
+        embeddings: dict[str, np.ndarray],
+        embed_model: str,
+    ) -> None:
+        """Write offspring with the calls that produced them and their embeddings, atomically."""
+        with self.transaction() as cur:
+            self._insert_calls(cur, calls)
+            self._insert_embeddings(cur, embed_model, embeddings)
+            if samples:
+                cur.executemany(
+                    "INSERT INTO samples VALUES (?, ?, ?, ?, 'synthetic', 'pending', "
+                    "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        [
+                            s.id, s.label, s.text, s.text_hash, s.filter_reason, s.run_id, s.method,
+                            list(s.parent_ids), json.dumps(s.gene_split.as_dict()) if s.gene_split else None,
+                            s.prompt, s.model, json.dumps(s.sampling), s.raw_response, s.llm_call_id,
+                            s.prompt_tokens, s.completion_tokens, s.requested_at, s.created_at,
+                        ]
+                        for s in samples
+                    ],
+                )
+
+    def allocate_sample_ids(self, n: int) -> list[int]:
+        return self._allocate_ids(self.cursor(), n) if n else []
+
+    def samples(
+        self,
+        run_id: str | None = None,
+        origin: str | None = None,
+        include_filtered: bool = False,
+        status: str | None = None,
+    ) -> pd.DataFrame:
+        """Samples with their lineage, for export and inspection."""
+        clauses, params = ["TRUE"], []
+        if run_id is not None:
+            clauses.append("run_id = ?")
+            params.append(run_id)
+        if origin is not None:
+            clauses.append("origin = ?")
+            params.append(origin)
+        if status is not None:
+            clauses.append("status = ?")
+            params.append(status)
+        if not include_filtered:
+            clauses.append("filter_reason IS NULL")
+        sql = f"SELECT * EXCLUDE (text_hash) FROM samples WHERE {' AND '.join(clauses)} ORDER BY id"
+        return self.cursor().execute(sql, params).df()
+
+    def edit_sample(
+        self,
+        sample_id: int,
+        *,
+        text: str | None = None,
+        label: str | None = None,
+        status: str | None = None,
+        actor: str = "user",
+    ) -> None:
+        """Change a sample and keep the previous value in its history; nothing is overwritten silently."""
+        changes = {k: v for k, v in (("text", text), ("label", label), ("status", status)) if v is not None}
+        if status is not None and status not in SAMPLE_STATUSES:
+            raise DatagenError(f"status must be one of {SAMPLE_STATUSES}")
+        with self.transaction() as cur:
+            row = cur.execute("SELECT text, label, status FROM samples WHERE id = ?", [sample_id]).fetchone()
+            if row is None:
+                raise DatagenError(f"unknown sample {sample_id}")
+            current = dict(zip(("text", "label", "status"), row, strict=True))
+            for field, value in changes.items():
+                if current[field] == value:
+                    continue
+                cur.execute(
+                    "INSERT INTO sample_edits VALUES (?, ?, ?, ?, ?, ?)",
+                    [sample_id, field, current[field], value, actor, utcnow()],
+                )
+                cur.execute(f"UPDATE samples SET {field} = ? WHERE id = ?", [value, sample_id])
+            if "text" in changes:
+                cur.execute("UPDATE samples SET text_hash = ? WHERE id = ?", [text_hash(changes["text"]), sample_id])
+
+    def sample_history(self, sample_id: int) -> pd.DataFrame:
+        return self.cursor().execute(
+            "SELECT * FROM sample_edits WHERE sample_id = ? ORDER BY edited_at", [sample_id]
+        ).df()
+
+    # ------------------------------------------------------------ embeddings
+    def embeddings(self, model: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        if not hashes:
+            return {}
+        cur = self.cursor()
+        cur.register("wanted_hashes", pd.DataFrame({"h": list(hashes)}))
+        rows = cur.execute(
+            "SELECT e.text_hash, e.vector FROM embeddings e JOIN wanted_hashes w ON e.text_hash = w.h "
+            "WHERE e.model = ?",
+            [model],
+        ).fetchall()
+        cur.unregister("wanted_hashes")
+        return {h: np.asarray(v, dtype=np.float32) for h, v in rows}
+
+    def put_embeddings(self, model: str, vectors: dict[str, np.ndarray]) -> None:
+        with self.transaction() as cur:
+            self._insert_embeddings(cur, model, vectors)
+
+    def _insert_embeddings(self, cur: duckdb.DuckDBPyConnection, model: str, vectors: dict[str, np.ndarray]) -> None:
+        if not vectors:
+            return
+        frame = pd.DataFrame({"h": list(vectors), "v": [v.astype(np.float32).tolist() for v in vectors.values()]})
+        cur.register("incoming_vectors", frame)
+        cur.execute(
+            "INSERT INTO embeddings SELECT ?, h, v FROM incoming_vectors ON CONFLICT DO NOTHING", [model]
+        )
+        cur.unregister("incoming_vectors")
+
+    # ------------------------------------------------------------- LLM calls
+    def cached_response(self, cache_key: str) -> tuple[str, str | None, int, int] | None:
+        row = self.cursor().execute(
+            "SELECT response, finish_reason, prompt_tokens, completion_tokens FROM llm_calls "
+            "WHERE cache_key = ? AND error IS NULL AND NOT cached LIMIT 1",
+            [cache_key],
+        ).fetchone()
+        return None if row is None else (row[0], row[1], int(row[2]), int(row[3]))
+
+    def insert_llm_calls(self, calls: Sequence[LLMCallRecord]) -> None:
+        with self.transaction() as cur:
+            self._insert_calls(cur, calls)
+
+    def _insert_calls(self, cur: duckdb.DuckDBPyConnection, calls: Sequence[LLMCallRecord]) -> None:
+        if not calls:
+            return
+        cur.executemany(
+            "INSERT INTO llm_calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                [
+                    c.id, c.run_id, c.purpose, c.backend, c.model, c.cache_key, json.dumps(c.messages),
+                    json.dumps(c.params), c.response, c.finish_reason, c.prompt_tokens, c.completion_tokens,
+                    c.latency_ms, c.attempts, c.cached, c.error, c.created_at,
+                ]
+                for c in calls
+            ],
+        )
+
+    # ---------------------------------------------------------------- events
+    def add_event(
+        self, run_id: str | None, level: str, kind: str, message: str, data: dict[str, Any] | None = None
+    ) -> None:
+        with self.transaction() as cur:
+            self._event(cur, run_id, level, kind, message, data)
+
+    def _event(
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        run_id: str | None,
+        level: str,
+        kind: str,
+        message: str,
+        data: dict[str, Any] | None,
+    ) -> None:
+        cur.execute(
+            "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)",
+            [run_id, utcnow(), level, kind, message, json.dumps(data) if data is not None else None],
+        )
+
+    def events(self, run_id: str | None = None, limit: int = 100) -> pd.DataFrame:
+        if run_id is None:
+            return self.cursor().execute("SELECT * FROM events ORDER BY at DESC LIMIT ?", [limit]).df()
+        return self.cursor().execute(
+            "SELECT * FROM events WHERE run_id = ? ORDER BY at DESC LIMIT ?", [run_id, limit]
+        ).df()
+
+
+DEFAULT_HOME = Path("datagen-projects")
+
+
+def default_home() -> Path:
+    """Where project files live: $DATAGEN_HOME, else ./datagen-projects."""
+    return Path(os.environ.get("DATAGEN_HOME", str(DEFAULT_HOME)))
