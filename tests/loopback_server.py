@@ -122,7 +122,10 @@ class LoopbackServer:
                 if status == 429:
                     self.send_header("Retry-After", "0")
                 self.end_headers()
-                self.wfile.write(payload)
+                try:
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (a timeout test); nothing to answer
 
             def _error(self, status: int, message: str) -> None:
                 self._send(status, json.dumps({"error": {"message": message, "type": "test"}}).encode())

@@ -41,26 +41,31 @@ class BruteForce:
         self.offset = offset
         self.present = np.zeros(len(pool), dtype=bool)
         self.used: set[tuple[int, int]] = set()
+        self.free = np.full_like(self.dist, -np.inf)  # unused pairs among present members (upper triangle)
 
     def add(self, k: int) -> None:
         self.present[k] = True
+        self.free[: k, k] = np.where(self.present[:k], self.dist[:k, k], -np.inf)
+        self.free[k, k + 1 :] = np.where(self.present[k + 1 :], self.dist[k, k + 1 :], -np.inf)
+        for a, b in self.used:
+            if k in (a - self.offset, b - self.offset):
+                self.free[a - self.offset, b - self.offset] = -np.inf
 
     def mark(self, a: int, b: int) -> None:
-        self.used.add((min(a, b), max(a, b)))
-
-    def free(self) -> np.ndarray:
-        """Squared distances of the unused pairs among present members (upper triangle), −inf elsewhere."""
-        d = np.where(np.outer(self.present, self.present), self.dist, -np.inf)
-        d[np.tril_indices(len(d))] = -np.inf
-        for a, b in self.used:
-            d[a - self.offset, b - self.offset] = -np.inf
-        return d
+        a, b = min(a, b), max(a, b)
+        self.used.add((a, b))
+        self.free[a - self.offset, b - self.offset] = -np.inf
 
     def check(self, pair: tuple[int, int] | None) -> float:
         """Assert `pair` is a farthest unused pair (or None iff none is left); record it; return its distance ratio."""
-        d = self.free()
-        flat = np.sort(d, axis=None)[::-1]
-        if not np.isfinite(flat[0]):
+        d = self.free
+        flat = d.ravel()
+        top = int(np.argmax(flat))
+        best = flat[top]
+        flat[top] = -np.inf
+        second = flat.max()
+        flat[top] = best
+        if not np.isfinite(best):
             assert pair is None
             return 1.0
         assert pair is not None
@@ -68,12 +73,12 @@ class BruteForce:
         assert a < b
         i, j = a - self.offset, b - self.offset
         assert self.present[i] and self.present[j] and (a, b) not in self.used
+        got = d[i, j]
         self.mark(a, b)
-        assert d[i, j] >= flat[0] - TOL
-        if flat[0] - flat[1] > TOL:
-            best = np.unravel_index(np.argmax(d), d.shape)
-            assert (i, j) == (int(best[0]), int(best[1]))
-        return float(np.sqrt(d[i, j]) / np.sqrt(flat[0])) if flat[0] > 0 else 1.0
+        assert got >= best - TOL
+        if best - second > TOL:
+            assert got == best
+        return float(np.sqrt(got / best)) if best > 0 else 1.0
 
 
 def run_against_brute_force(selector: ParentSelector, pool: np.ndarray, rng: np.random.Generator) -> None:
@@ -92,7 +97,7 @@ def run_against_brute_force(selector: ParentSelector, pool: np.ndarray, rng: np.
             selector.add(100 + k, pool[k])
             brute.add(k)
         if rng.random() < 0.1:
-            free = np.argwhere(np.isfinite(brute.free()))
+            free = np.argwhere(np.isfinite(brute.free))
             if len(free):
                 i, j = free[rng.integers(len(free))]
                 selector.mark_used(int(j) + 100, int(i) + 100)  # reversed order on purpose
@@ -191,13 +196,11 @@ def test_approx_recall_on_clustered_data(seed: int) -> None:
     ratios = []
     for step in range(steps):
         pair = selector.select()
-        d = brute.free()
-        best = np.sqrt(d.max())
         assert pair is not None
         i, j = pair[0] - 100, pair[1] - 100
-        assert np.isfinite(d[i, j])  # unused and present
+        assert np.isfinite(brute.free[i, j])  # unused and present
+        ratios.append(np.sqrt(brute.free[i, j] / brute.free.max()))
         brute.mark(*pair)
-        ratios.append(np.sqrt(d[i, j]) / best)
         selector.add(100 + n + step, pool[n + step])
         brute.add(n + step)
     recall = np.mean(np.array(ratios) >= 0.95)

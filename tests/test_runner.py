@@ -1,0 +1,171 @@
+"""The run loop end to end against the loopback server: exact targets, lineage, faults, kill and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from datagen_core.config import GeneticOptions, RunConfig, SamplingParams
+from datagen_core.embed import Embedder
+from datagen_core.errors import DatagenError, LLMFatalError
+from datagen_core.runner import run_generation, start_run
+from datagen_core.store import Store
+
+from .conftest import loopback_config, make_project
+from .loopback_server import LoopbackServer
+
+SAMPLING = SamplingParams(max_tokens=64)
+
+
+def config(per_label: int, **kwargs: object) -> RunConfig:
+    return RunConfig(per_label=per_label, seed=7, sampling=SAMPLING, **kwargs)  # type: ignore[arg-type]
+
+
+def assert_no_duplicates(store: Store, run_id: str) -> None:
+    cur = store.cursor()
+    dup_texts = cur.execute(
+        "SELECT count(*) - count(DISTINCT (label, text_hash)) FROM samples "
+        "WHERE run_id = ? AND filter_reason IS NULL",
+        [run_id],
+    ).fetchone()[0]
+    dup_pairs = cur.execute(
+        "SELECT count(*) - count(DISTINCT (label, list_sort(parent_ids))) FROM samples WHERE run_id = ?", [run_id]
+    ).fetchone()[0]
+    assert dup_texts == 0 and dup_pairs == 0
+
+
+def test_run_reaches_exact_targets_with_full_lineage(home: Path, embedder: Embedder) -> None:
+    path = make_project(home)
+    with Store.open(path) as store, LoopbackServer(latency_s=0.01) as server:
+        llm_config = loopback_config(server, max_in_flight=8)
+        run_id = start_run(store, config(10), llm_config)
+        summary = run_generation(store, llm_config, run_id, embedder=embedder)
+        assert summary.status == "completed"
+        assert store.kept_counts(run_id) == {"HUM": 10, "LOC": 10, "NUM": 10}
+        assert server.stats.peak_in_flight > 1
+        assert_no_duplicates(store, run_id)
+        rows = store.samples(run_id=run_id)
+        real_ids = set(store.real_examples()["id"])
+        population_ids = real_ids | set(rows["id"])
+        for row in rows.itertuples():
+            assert len(row.parent_ids) == 2 and set(row.parent_ids) <= population_ids
+            split = json.loads(row.gene_split)
+            genes = split["parent1"] + split["parent2"] + split["mutated"]
+            assert sorted(genes) == sorted(["length", "subtopic", "style", "wh-word"]) and split["mutated"]
+            assert f"Category: {row.label}" in row.prompt and row.model == "loopback"
+            assert row.raw_response and row.completion_tokens > 0 and row.requested_at <= row.created_at
+            assert json.loads(row.sampling)["max_tokens"] == 64
+        # parents of each offspring belong to its own label's population
+        labels = dict(zip(store.samples()["id"], store.samples()["label"], strict=True))
+        labels.update(dict(zip(store.real_examples()["id"], store.real_examples()["label"], strict=True)))
+        assert all(labels[p] == row.label for row in rows.itertuples() for p in row.parent_ids)
+        usage = store.run_usage(run_id)
+        assert usage["calls"] == 30 and usage["completion_tokens"] > 0
+        vectors = store.embeddings(embedder.name, list(store.cursor().execute(
+            "SELECT text_hash FROM samples WHERE run_id = ?", [run_id]).fetchnumpy()["text_hash"]))
+        assert len(vectors) == 30
+
+
+def test_first_pair_is_the_farthest_seed_pair(home: Path, embedder: Embedder) -> None:
+    import numpy as np
+
+    path = make_project(home)
+    with Store.open(path) as store, LoopbackServer() as server:
+        llm_config = loopback_config(server, max_in_flight=1)
+        run_id = start_run(store, config(1, labels=("HUM",)), llm_config)
+        run_generation(store, llm_config, run_id, embedder=embedder)
+        seeds = store.real_examples("HUM")
+        vectors = embedder.encode(list(seeds["text"]))
+        distances = np.linalg.norm(vectors[:, None] - vectors[None], axis=-1)
+        i, j = np.unravel_index(distances.argmax(), distances.shape)
+        chosen = sorted(store.samples(run_id=run_id)["parent_ids"][0])
+        assert chosen == sorted([seeds["id"][i], seeds["id"][j]])
+
+
+def test_faults_and_refusals_never_break_the_target(home: Path, embedder: Embedder) -> None:
+    plan = {3: "429", 5: "500", 7: "garbage", 9: "refusal", 11: "empty", 13: "refusal"}
+    path = make_project(home)
+    with Store.open(path) as store, LoopbackServer(faults=lambda n, _: plan.get(n)) as server:
+        llm_config = loopback_config(server, max_in_flight=4)
+        run_id = start_run(store, config(6), llm_config)
+        summary = run_generation(store, llm_config, run_id, embedder=embedder, backoff_base_s=0.01)
+        assert summary.status == "completed"
+        assert store.kept_counts(run_id) == {"HUM": 6, "LOC": 6, "NUM": 6}
+        assert store.filtered_counts(run_id) == {"refusal": 2, "empty": 1}
+        assert sum(server.stats.faults.values()) == len(plan)
+        assert_no_duplicates(store, run_id)
+
+
+def test_random_parents_and_no_mutation_ablations(home: Path, embedder: Embedder, loopback: LoopbackServer) -> None:
+    path = make_project(home)
+    with Store.open(path) as store:
+        llm_config = loopback_config(loopback)
+        options = GeneticOptions(parent_selection="random", mutation=False)
+        run_id = start_run(store, config(5, genetic=options), llm_config)
+        run_generation(store, llm_config, run_id, embedder=embedder)
+        splits = [json.loads(s) for s in store.samples(run_id=run_id)["gene_split"]]
+        assert len(splits) == 15 and all(not s["mutated"] and s["parent1"] and s["parent2"] for s in splits)
+        assert all("must be different" not in p for p in store.samples(run_id=run_id)["prompt"])
+
+
+def test_a_run_without_genes_or_with_a_dead_endpoint_fails_clearly(home: Path, embedder: Embedder) -> None:
+    with Store.open(make_project(home, "nogenes", genes=False)) as store, LoopbackServer() as server:
+        with pytest.raises(DatagenError, match="no genes"):
+            start_run(store, config(3), loopback_config(server))
+    path = make_project(home)
+    with Store.open(path) as store, LoopbackServer(api_key="secret") as server:
+        llm_config = loopback_config(server, api_key_env="NO_SUCH_KEY")
+        run_id = start_run(store, config(3), llm_config)
+        with pytest.raises(LLMFatalError, match="API key"):
+            run_generation(store, llm_config, run_id, embedder=embedder)
+        assert store.run(run_id).status == "failed"
+        assert store.samples(run_id=run_id).empty
+
+
+def _cli(home: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "datagen_core.cli", *args, "--home", str(home)]
+
+
+def test_sigkill_midway_then_resume_reaches_exact_target_without_duplicates(home: Path) -> None:
+    make_project(home)
+    target = 40
+    env = {**os.environ, "DATAGEN_BASE_URL": "", "DATAGEN_MODEL": ""}
+    with LoopbackServer(latency_s=0.05) as server:
+        url_args = ["--base-url", server.base_url, "--model", "loopback", "--in-flight", "8"]
+        proc = subprocess.Popen(
+            _cli(home, "run", "trec", "--per-label", str(target), "--seed", "3", *url_args),
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+        )
+        deadline = time.monotonic() + 120
+        while server.stats.completions < 45 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        served_before_kill = server.stats.completions
+
+        with Store.open(home / "trec.duckdb") as store:
+            (run,) = store.runs()
+            partial = sum(store.kept_counts(run.id).values())
+            assert run.status == "running"  # killed: nobody could mark it
+        assert 0 < partial < 3 * target
+
+        resumed = subprocess.run(_cli(home, "run", "trec", "--resume", *url_args), capture_output=True,
+                                 text=True, env=env, timeout=300)
+        assert resumed.returncode == 0, resumed.stderr
+        assert "resuming run" in resumed.stdout
+        served_after = server.stats.completions - served_before_kill
+
+    with Store.open(home / "trec.duckdb") as store:
+        (run,) = store.runs()
+        assert run.status == "completed"
+        assert store.kept_counts(run.id) == {"HUM": target, "LOC": target, "NUM": target}
+        assert_no_duplicates(store, run.id)
+        assert served_after <= 3 * target - partial + 8  # only the missing offspring were asked for again
