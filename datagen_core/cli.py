@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import sys
 from collections.abc import Sequence
@@ -45,6 +46,15 @@ def _llm_config(base_url: str | None, model: str | None, in_flight: int | None =
         raise DatagenError(exc.errors()[0]["msg"]) from None
     except ValueError as exc:
         raise DatagenError(str(exc)) from None
+
+
+def _resume_llm_config(recorded: dict[str, object], base_url: str | None, model: str | None,
+                       in_flight: int | None) -> LLMConfig:
+    """A resumed run keeps the model it started with unless the user names another one."""
+    if base_url or model or os.environ.get("DATAGEN_BASE_URL"):
+        return _llm_config(base_url, model, in_flight)
+    settings = {**recorded, **({"max_in_flight": in_flight} if in_flight else {})}
+    return LLMConfig.model_validate(settings)
 
 
 def _parse_gene(text: str) -> Gene:
@@ -240,15 +250,16 @@ def run(
     home: Home = DEFAULT_HOME,
 ) -> None:
     """Generate offspring per label with Genetic Prompt (or resume an interrupted run)."""
-    llm_config = _llm_config(base_url, model, in_flight)
     with _open(home, name) as store:
         if resume:
             unfinished = store.latest_unfinished_run()
             if unfinished is None:
                 raise DatagenError(f"project {name!r} has no unfinished run to resume")
             run_id = unfinished.id
-            out.print(f"resuming run {run_id}: {unfinished.config.per_label} per label")
+            llm_config = _resume_llm_config(unfinished.llm, base_url, model, in_flight)
+            out.print(f"resuming run {run_id}: {unfinished.config.per_label} per label, model {llm_config.model}")
         else:
+            llm_config = _llm_config(base_url, model, in_flight)
             if per_label is None:
                 raise DatagenError("give --per-label N (or --resume)")
             if selection not in ("farthest", "random"):

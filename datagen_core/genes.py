@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from pydantic import BaseModel, Field, ValidationError
 
 from .config import Gene, LLMConfig, SamplingParams
-from .errors import DatagenError, LLMError
+from .errors import DatagenError
 from .llm import LLM
 from .store import Store
 
@@ -77,18 +78,24 @@ def propose_genes(store: Store, llm_config: LLMConfig, count: int = 4, attempts:
         {"role": "user", "content": prompt},
     ]
     sampling = SamplingParams(temperature=0.7, top_p=0.95, max_tokens=400)
-    problems: list[str] = []
-    for attempt in range(attempts):
-        llm = LLM.from_config(llm_config, store)
+    llm = LLM.from_config(llm_config, store, use_cache=False)  # asking again should give new genes
+
+    async def ask() -> list[Gene]:
+        problems: list[str] = []
         try:
-            completion = llm.complete_sync(messages, sampling=sampling, schema=GENE_SCHEMA, purpose="genes",
-                                           sample_index=str(attempt))
-            return parse_genes(completion.text)
-        except DatagenError as exc:
-            if isinstance(exc, LLMError):
-                raise
-            problems.append(str(exc))
-    raise DatagenError(
-        f"the model gave no usable genes in {attempts} tries ({problems[-1]}); set them yourself with "
-        "`datagen genes set NAME ...`"
-    )
+            await llm.check()
+            for attempt in range(attempts):
+                completion = await llm.complete(messages, sampling=sampling, schema=GENE_SCHEMA, purpose="genes",
+                                                sample_index=str(attempt))
+                try:
+                    return parse_genes(completion.text)
+                except DatagenError as exc:
+                    problems.append(str(exc))
+        finally:
+            await llm.aclose()
+        raise DatagenError(
+            f"the model gave no usable genes in {attempts} tries ({problems[-1]}); set them yourself with "
+            "`datagen genes set NAME ...`"
+        )
+
+    return asyncio.run(ask())

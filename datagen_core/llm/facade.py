@@ -3,7 +3,7 @@
 It owns admission control (at most N requests in flight, halved on 429 and grown back one at a time),
 retries with exponential backoff, the response cache in the store (keyed by model, messages, sampling
 parameters, schema and a sample index) and the record of every call for token accounting.
-A facade lives in one asyncio event loop; `complete_sync` is for one-off calls from plain code.
+A facade lives in one asyncio event loop at a time (the backends bind connections to it).
 """
 
 from __future__ import annotations
@@ -225,18 +225,6 @@ class LLM:
 
     async def aclose(self) -> None:
         await self.backend.aclose()
-
-    def complete_sync(self, messages: list[dict[str, str]], **kwargs: Any) -> Completion:
-        """A single completion from synchronous code (a CLI command); opens and closes its own loop."""
-
-        async def once() -> Completion:
-            try:
-                await self.check()
-                return await self.complete(messages, **kwargs)
-            finally:
-                await self.aclose()
-
-        return asyncio.run(once())
 
 
 __all__ = ["LLM", "Completion", "LLMError", "LLMFatalError", "make_backend"]
