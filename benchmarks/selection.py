@@ -53,8 +53,9 @@ def run_steps(selector: ParentSelector, vectors: np.ndarray, n: int, steps: int)
     return 1000 * (time.perf_counter() - start) / steps
 
 
-def recall(approx: ApproxFarthestPairSelector, reference: FarthestPairSelector, vectors: np.ndarray, n: int,
-           steps: int) -> tuple[float, float, float, float]:
+def recall(
+    approx: ApproxFarthestPairSelector, reference: FarthestPairSelector, vectors: np.ndarray, n: int, steps: int
+) -> tuple[float, float, float, float]:
     """(ms per approx step, fraction of steps within 1% of the exact best unused distance, mean ratio, seconds
     spent on the exact reference)."""
     hits, ratios, approx_seconds, reference_seconds = 0, [], 0.0, 0.0
@@ -84,14 +85,23 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--skip-exact-above", type=int, default=None, metavar="N",
-                        help="skip the exact selector (and so recall) for sizes above N: its build is O(n² d)")
+    parser.add_argument(
+        "--skip-exact-above",
+        type=int,
+        default=None,
+        metavar="N",
+        help="skip the exact selector (and so recall) for sizes above N: its build is O(n² d)",
+    )
     args = parser.parse_args()
 
-    print(f"clustered unit vectors: {CLUSTERS} gaussians, noise {SPREAD}, dim {args.dim}, seed {args.seed}; "
-          f"{args.steps} select()+add() steps per run")
-    header = (f"{'n':>8} {'selector':>8} {'build s':>9} {'ms/pair':>9} {'recall@0.99':>12} {'mean ratio':>11} "
-              f"{'candidates':>11}")
+    print(
+        f"clustered unit vectors: {CLUSTERS} gaussians, noise {SPREAD}, dim {args.dim}, seed {args.seed}; "
+        f"{args.steps} select()+add() steps per run"
+    )
+    header = (
+        f"{'n':>8} {'selector':>8} {'build s':>9} {'ms/pair':>9} {'recall@0.99':>12} {'mean ratio':>11} "
+        f"{'candidates':>11}"
+    )
     print(header)
     print("-" * len(header))
     for n in args.sizes:
@@ -102,8 +112,10 @@ def main() -> None:
         if args.skip_exact_above is not None and n > args.skip_exact_above:
             approx_ms = run_steps(approx, vectors, n, args.steps)
             print(f"{n:>8} {'exact':>8} {'skipped (--skip-exact-above)':>42}")
-            print(f"{n:>8} {'approx':>8} {approx_build:>9.2f} {approx_ms:>9.2f} {'n/a':>12} {'n/a':>11} "
-                  f"{candidates:>11}", flush=True)
+            print(
+                f"{n:>8} {'approx':>8} {approx_build:>9.2f} {approx_ms:>9.2f} {'n/a':>12} {'n/a':>11} {candidates:>11}",
+                flush=True,
+            )
             continue
         exact = FarthestPairSelector()
         exact_build = build(exact, vectors, n)
@@ -111,8 +123,11 @@ def main() -> None:
         exact_ms = run_steps(exact, vectors, n, args.steps)
         print(f"{n:>8} {'exact':>8} {exact_build:>9.2f} {exact_ms:>9.2f} {'1':>12} {'1':>11} {n:>11}", flush=True)
         approx_ms, hit_rate, mean_ratio, reference_seconds = recall(approx, reference, vectors, n, args.steps)
-        print(f"{n:>8} {'approx':>8} {approx_build:>9.2f} {approx_ms:>9.2f} {hit_rate:>12.3f} {mean_ratio:>11.4f} "
-              f"{candidates:>11}   (exact reference in lockstep: {reference_seconds:.1f} s)", flush=True)
+        print(
+            f"{n:>8} {'approx':>8} {approx_build:>9.2f} {approx_ms:>9.2f} {hit_rate:>12.3f} {mean_ratio:>11.4f} "
+            f"{candidates:>11}   (exact reference in lockstep: {reference_seconds:.1f} s)",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -22,7 +22,10 @@ from .records import NewSample
 from .runner import LabelProgress, RunObserver, run_generation, start_run
 from .store import DEFAULT_HOME, Store, project_path
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Genetic Prompt Studio: synthetic labelled text.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    help="Genetic Prompt Studio: synthetic labelled text.",
+)
 genes_app = typer.Typer(no_args_is_help=True, help="Show, propose and edit a project's genes (versioned).")
 labels_app = typer.Typer(no_args_is_help=True, help="Show and describe a project's labels.")
 app.add_typer(genes_app, name="genes")
@@ -278,6 +281,7 @@ def run(
                 sampling=sampling,
                 genetic=GeneticOptions(parent_selection=selection, mutation=not no_mutation),  # type: ignore[arg-type]
                 use_cache=not no_cache,
+                worked_example=llm_config.backend == "embedded",
             )
             run_id = start_run(store, config, llm_config)
             out.print(f"run {run_id}: {per_label} per label, model {llm_config.model}, seed {config.seed}")

@@ -135,7 +135,6 @@ class GeneticOptions(Frozen):
 
     parent_selection: Literal["farthest", "random"] = "farthest"
     mutation: bool = True
-    max_chars: int = Field(default=1000, ge=10)
     approx_above: int = Field(default=20_000, ge=2, description="population size above which selection is approximate")
 
 
@@ -148,5 +147,10 @@ class RunConfig(Frozen):
     seed: int
     sampling: SamplingParams
     genetic: GeneticOptions = GeneticOptions()
+    max_chars: int = Field(default=1000, ge=10, description="longer outputs are filtered as too_long")
+    worked_example: bool = Field(
+        default=False,
+        description="open each chat with one worked exchange answered by a real seed; keeps small models on format",
+    )
     use_cache: bool = True
     max_failures: int = Field(default=50, ge=1, description="consecutive failed calls before the run stops")

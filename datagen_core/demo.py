@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from importlib.resources import files
 from pathlib import Path
 
 from .config import Gene, Label, ProjectSpec
@@ -23,7 +22,7 @@ DEMO_LABELS = (
 
 
 def demo_seeds_path() -> Path:
-    return Path(str(files("datagen_core") / "demo_data" / "sms_spam_seeds.csv"))
+    return Path(__file__).parent / "demo_data" / "sms_spam_seeds.csv"
 
 
 def ensure_demo_project(home: Path) -> Path:

@@ -12,7 +12,7 @@ from .errors import DatagenError
 from .store import Store
 
 ExportFormat = Literal["jsonl", "csv", "parquet"]
-_JSON_COLUMNS = ("gene_split", "sampling")
+_JSON_COLUMNS = ("gene_split", "sampling", "details")
 
 
 def export_frame(
@@ -32,7 +32,8 @@ def write_export(frame: pd.DataFrame, path: Path, fmt: ExportFormat) -> None:
     if fmt == "jsonl":
         frame.to_json(path, orient="records", lines=True, date_format="iso", force_ascii=False)
     elif fmt == "parquet":
-        frame.to_parquet(path, index=False)
+        # `details` differs per method (and may be empty), which no single Parquet struct can hold.
+        frame.assign(details=[json.dumps(v) for v in frame["details"]]).to_parquet(path, index=False)
     elif fmt == "csv":
         flat = frame.copy()
         for column in (*_JSON_COLUMNS, "parent_ids"):

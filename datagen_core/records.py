@@ -72,6 +72,7 @@ class NewSample:
     prompt_tokens: int
     completion_tokens: int
     requested_at: datetime
+    details: dict[str, Any] = field(default_factory=dict)
     filter_reason: str | None = None
     created_at: datetime = field(default_factory=utcnow)
 

@@ -21,7 +21,7 @@ from .config import LLMConfig, RunConfig
 from .embed import Embedder
 from .errors import DatagenError, LLMError, LLMFatalError
 from .llm import LLM, Completion
-from .methods import GenerationMethod, GenerationRequest, MethodContext, clean_output, make_method
+from .methods import GenerationMethod, GenerationRequest, MethodContext, make_method
 from .records import NewSample, text_hash, utcnow
 from .store import PopulationMember, RunInfo, Store
 
@@ -184,7 +184,7 @@ class Runner:
                 self._message("warning", f"{item.request.label}: {item.error}")
                 continue
             self._consecutive_failures = 0
-            text, reason = clean_output(item.completion.text, self.config.genetic.max_chars)
+            text, reason = self.method.parse(item.request, item.completion.text)
             if reason is None:
                 digest = text_hash(text)
                 if digest in self._hashes[item.request.label]:
@@ -202,6 +202,7 @@ class Runner:
             NewSample(
                 id=sample_id, run_id=self.run.id, label=item.request.label, text=text, method=self.config.method,
                 parent_ids=item.request.parent_ids, gene_split=item.request.gene_split, prompt=item.request.prompt,
+                details=item.request.details,
                 model=self.llm.model, sampling=self.config.sampling.model_dump(),
                 raw_response=item.completion.text, llm_call_id=item.completion.call.id,  # type: ignore[union-attr]
                 prompt_tokens=item.completion.call.prompt_tokens,  # type: ignore[union-attr]

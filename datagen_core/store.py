@@ -59,6 +59,7 @@ CREATE TABLE samples (
     llm_call_id VARCHAR,
     prompt_tokens INTEGER,
     completion_tokens INTEGER,
+    details VARCHAR,
     requested_at TIMESTAMP,
     created_at TIMESTAMP NOT NULL
 );
@@ -404,13 +405,13 @@ class Store:
             if samples:
                 cur.executemany(
                     "INSERT INTO samples VALUES (?, ?, ?, ?, 'synthetic', 'pending', "
-                    "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         [
                             s.id, s.label, s.text, s.text_hash, s.filter_reason, s.run_id, s.method,
                             list(s.parent_ids), json.dumps(s.gene_split.as_dict()) if s.gene_split else None,
                             s.prompt, s.model, json.dumps(s.sampling), s.raw_response, s.llm_call_id,
-                            s.prompt_tokens, s.completion_tokens, s.requested_at, s.created_at,
+                            s.prompt_tokens, s.completion_tokens, json.dumps(s.details), s.requested_at, s.created_at,
                         ]
                         for s in samples
                     ],

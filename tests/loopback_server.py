@@ -8,6 +8,7 @@ stops with `close()` or when the `with` block ends.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -18,11 +19,12 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-WORDS = (
-    "free prize call now meeting tomorrow dinner lunch train late office weekend mum text reply stop claim "
-    "cash voucher holiday ringtone love movie party exam home work bus shop coffee game match ticket offer "
-    "urgent account winner mobile update network bonus delivery"
-).split()
+WORDS = [
+    "free", "prize", "call", "now", "meeting", "tomorrow", "dinner", "lunch", "train", "late", "office", "weekend",
+    "mum", "text", "reply", "stop", "claim", "cash", "voucher", "holiday", "ringtone", "love", "movie", "party",
+    "exam", "home", "work", "bus", "shop", "coffee", "game", "match", "ticket", "offer", "urgent", "account",
+    "winner", "mobile", "update", "network", "bonus", "delivery",
+]
 
 # A fault is one of: None (answer), "429", "500", "timeout", "garbage", "empty", "refusal", "auth".
 FaultPlan = Callable[[int, dict[str, Any]], str | None]
@@ -122,10 +124,8 @@ class LoopbackServer:
                 if status == 429:
                     self.send_header("Retry-After", "0")
                 self.end_headers()
-                try:
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up (timeout tests)
                     self.wfile.write(payload)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up (a timeout test); nothing to answer
 
             def _error(self, status: int, message: str) -> None:
                 self._send(status, json.dumps({"error": {"message": message, "type": "test"}}).encode())
@@ -181,9 +181,7 @@ class LoopbackServer:
                 if fault == "garbage":
                     self._send(200, b"<html>this is not json", "application/json")
                     return
-                text = {"empty": "", "refusal": "I'm sorry, but as an AI I cannot write that."}.get(
-                    fault or "", None
-                )
+                text = {"empty": "", "refusal": "I'm sorry, but as an AI I cannot write that."}.get(fault or "")
                 if text is None:
                     text = server._reply_text(body)
                 with server.stats.lock:

@@ -17,7 +17,7 @@ def test_demo_project_evolves_on_the_embedded_model(home: Path, embedder: Embedd
     llm_config = LLMConfig.from_env()
     assert llm_config.backend == "embedded"
     with Store.open(path) as store:
-        config = RunConfig(per_label=2, seed=11, sampling=llm_config.default_sampling())
+        config = RunConfig(per_label=2, seed=11, sampling=llm_config.default_sampling(), worked_example=True)
         run_id = start_run(store, config, llm_config)
         summary = run_generation(store, llm_config, run_id, embedder=embedder)
         assert summary.status == "completed"

@@ -73,7 +73,7 @@ def test_clean_output(raw: str, text: str, reason: str | None) -> None:
 
 
 def test_parse_genes_accepts_valid_and_rejects_malformed() -> None:
-    genes = parse_genes('Sure! {"genes": [{"name": "tone", "description": "d"}, {"name": "length", "description": ""}]}')
+    genes = parse_genes('Sure! {"genes": [{"name": "tone", "description": "d"}, {"name": "length"}]}')
     assert [g.name for g in genes] == ["tone", "length"]
     for bad in ("no json here", '{"genes": [}', '{"genes": [{"name": "x"}]}', '{"genes": "tone"}',
                 '{"genes": [{"name": "a", "description": ""}, {"name": "A", "description": ""}]}'):

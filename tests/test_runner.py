@@ -116,9 +116,12 @@ def test_random_parents_and_no_mutation_ablations(home: Path, embedder: Embedder
 
 
 def test_a_run_without_genes_or_with_a_dead_endpoint_fails_clearly(home: Path, embedder: Embedder) -> None:
-    with Store.open(make_project(home, "nogenes", genes=False)) as store, LoopbackServer() as server:
-        with pytest.raises(DatagenError, match="no genes"):
-            start_run(store, config(3), loopback_config(server))
+    with (
+        Store.open(make_project(home, "nogenes", genes=False)) as store,
+        LoopbackServer() as server,
+        pytest.raises(DatagenError, match="no genes"),
+    ):
+        start_run(store, config(3), loopback_config(server))
     path = make_project(home)
     with Store.open(path) as store, LoopbackServer(api_key="secret") as server:
         llm_config = loopback_config(server, api_key_env="NO_SUCH_KEY")

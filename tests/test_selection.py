@@ -45,7 +45,7 @@ class BruteForce:
 
     def add(self, k: int) -> None:
         self.present[k] = True
-        self.free[: k, k] = np.where(self.present[:k], self.dist[:k, k], -np.inf)
+        self.free[:k, k] = np.where(self.present[:k], self.dist[:k, k], -np.inf)
         self.free[k, k + 1 :] = np.where(self.present[k + 1 :], self.dist[k, k + 1 :], -np.inf)
         for a, b in self.used:
             if k in (a - self.offset, b - self.offset):
@@ -143,14 +143,23 @@ def test_exact_first_pair_is_the_diameter() -> None:
     assert selector.is_used(7, 5) and selector.is_used(5, 7)
 
 
+@pytest.mark.parametrize("depth", [1, 3, 16])
+@pytest.mark.parametrize(("n", "seed"), [(2, 0), (10, 1), (50, 2), (120, 3)])
+def test_approx_is_exact_when_every_member_is_a_candidate(n: int, seed: int, depth: int) -> None:
+    """With room for all members as candidates, the partner lists (any depth) must reproduce the exact order."""
+    rng = np.random.default_rng(seed)
+    selector = ApproxFarthestPairSelector(seed=seed, n_candidates=n, depth=depth)
+    run_against_brute_force(selector, unit_vectors(rng, n), rng)
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("n", [2, 3, 10, 60])
-@pytest.mark.parametrize(("directions", "per_direction"), [(32, 8), (2, 1)])
-def test_approx_never_repeats_and_exhausts(seed: int, n: int, directions: int, per_direction: int) -> None:
-    """(2, 1) keeps the candidate set tiny, so exhausting it forces the widening path."""
+@pytest.mark.parametrize(("n_reference", "n_candidates", "depth"), [(256, 1024, 16), (3, 2, 2), (1, 1, 1)])
+def test_approx_never_repeats_and_exhausts(seed: int, n: int, n_reference: int, n_candidates: int, depth: int) -> None:
+    """Tiny candidate sets run out of unused partners early, which forces the widening path."""
     rng = np.random.default_rng(seed)
     pool = clustered(rng, n, d=16)
-    selector = ApproxFarthestPairSelector(seed=seed, n_directions=directions, per_direction=per_direction)
+    selector = ApproxFarthestPairSelector(seed=seed, n_reference=n_reference, n_candidates=n_candidates, depth=depth)
     first = max(1, n // 2)
     selector.add_many(list(range(first)), pool[:first])
     seen: set[tuple[int, int]] = set()
@@ -168,7 +177,7 @@ def test_approx_never_repeats_and_exhausts(seed: int, n: int, directions: int, p
 def test_approx_with_interleaved_adds_returns_only_unused_pairs() -> None:
     rng = np.random.default_rng(8)
     pool = clustered(rng, 80, d=16)
-    selector = ApproxFarthestPairSelector(seed=8, n_directions=4, per_direction=2)
+    selector = ApproxFarthestPairSelector(seed=8, n_reference=4, n_candidates=3, depth=2)
     selector.add_many(list(range(10)), pool[:10])
     seen: set[tuple[int, int]] = set()
     for k in range(10, 80):

@@ -19,7 +19,9 @@ REFUSAL_MARKERS = (
     "i can not", "i'm unable", "i am unable", "i won't", "i will not",
 )
 _PREFIX = re.compile(r"^\s*(?:text|output|answer|message|example|sample|offspring)\s*\d*\s*:\s*", re.IGNORECASE)
-_STOP_LINE = re.compile(r"^\s*(?:category|label|example \d+|requirements?|note)\s*:", re.IGNORECASE)
+_STOP_MARKER = re.compile(
+    r"(?:^|\s)(?:category|label|type|example \d+|requirements?|note|explanation)\s*:", re.IGNORECASE
+)
 
 
 @dataclass(frozen=True)
@@ -64,18 +66,24 @@ class GenerationMethod(ABC):
     def next_request(self, label: str) -> GenerationRequest | None:
         """The next request for `label`, or None when the method has nothing new to ask."""
 
+    def parse(self, request: GenerationRequest, raw: str) -> tuple[str, str | None]:
+        """The sample text in a raw answer, and why it is rejected (None when it is kept)."""
+        return clean_output(raw, self.context.config.max_chars)
+
 
 def clean_output(raw: str, max_chars: int) -> tuple[str, str | None]:
     """The generated text and None, or the best-effort text and why it is rejected."""
     lines = raw.strip().strip("`").splitlines()
     kept: list[str] = []
     for line in lines:
-        if kept and (_STOP_LINE.match(line) or not line.strip()):
+        if kept and not line.strip():
             break
-        if not kept and not line.strip():
-            continue
-        kept.append(line.strip())
+        if line.strip():
+            kept.append(line.strip())
     text = _PREFIX.sub("", " ".join(kept)).strip()
+    stop = _STOP_MARKER.search(text)
+    if stop:  # small models echo the prompt's scaffolding after the text
+        text = text[: stop.start()].strip()
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
         text = text[1:-1].strip()
     if not text:

@@ -56,6 +56,7 @@ class GeneticMethod(GenerationMethod):
         self.options = context.config.genetic
         self._selectors: dict[str, ParentSelector] = {}
         self._texts: dict[int, str] = {}
+        self._real: dict[str, list[int]] = {}
 
     def _selector(self, label: str, incoming: int) -> ParentSelector:
         if label not in self._selectors:
@@ -70,30 +71,46 @@ class GeneticMethod(GenerationMethod):
     def observe(self, label: str, members: Sequence[PopulationMember], vectors: np.ndarray) -> None:
         self._selector(label, len(members)).add_many([m.id for m in members], vectors)
         self._texts.update((m.id, m.text) for m in members)
+        self._real.setdefault(label, []).extend(m.id for m in members if m.origin == "real")
 
     def mark_used(self, label: str, parent_ids: tuple[int, ...]) -> None:
         if len(parent_ids) == 2 and all(p in self._texts for p in parent_ids):
             self._selectors[label].mark_used(*parent_ids)
+
+    def _prompt(self, label: str, parent1: int, parent2: int, split: GeneSplit) -> str:
+        return crossover_prompt(
+            task=self.context.project.task, text_kind=self.context.project.text_kind, label=label,
+            label_description=self.context.label(label).description, parent1=self._texts[parent1],
+            parent2=self._texts[parent2], split=split,
+        )
+
+    def _worked_example(self, label: str, parents: tuple[int, int]) -> tuple[list[dict[str, str]], list[int]]:
+        """One crossover prompt over two real seeds answered by a third: shows a small model the format."""
+        others = [i for i in self._real[label] if i not in parents]
+        if len(others) < 3:
+            return [], []
+        a, b, answer = (others[i] for i in self.rng.choice(len(others), size=3, replace=False))
+        split = split_genes(self.genes, self.rng, self.options.mutation)
+        exchange = [{"role": "user", "content": self._prompt(label, a, b, split)},
+                    {"role": "assistant", "content": self._texts[answer]}]
+        return exchange, [a, b, answer]
 
     def next_request(self, label: str) -> GenerationRequest | None:
         pair = self._selectors[label].select() if label in self._selectors else None
         if pair is None:
             return None
         split = split_genes(self.genes, self.rng, self.options.mutation)
-        info = self.context.label(label)
-        prompt = crossover_prompt(
-            task=self.context.project.task, text_kind=self.context.project.text_kind, label=label,
-            label_description=info.description, parent1=self._texts[pair[0]], parent2=self._texts[pair[1]],
-            split=split,
-        )
+        prompt = self._prompt(label, pair[0], pair[1], split)
         system = (
             f"You write one {self.context.project.text_kind} for a labelled dataset. "
             "Reply with the text only: no title, no explanation, no quotes."
         )
+        exchange, example_ids = self._worked_example(label, pair) if self.context.config.worked_example else ([], [])
         return GenerationRequest(
             label=label,
-            messages=[{"role": "system", "content": system}, {"role": "user", "content": prompt}],
+            messages=[{"role": "system", "content": system}, *exchange, {"role": "user", "content": prompt}],
             prompt=prompt,
             parent_ids=pair,
             gene_split=split,
+            details={"worked_example_ids": example_ids} if example_ids else {},
         )
