@@ -108,7 +108,7 @@ def main() -> None:
         vectors = clustered_unit_vectors(n + args.steps, args.dim, args.seed)
         approx = ApproxFarthestPairSelector(seed=args.seed)
         approx_build = build(approx, vectors, n)
-        candidates = len(approx._candidates)
+        candidates = approx._candidates.n
         if args.skip_exact_above is not None and n > args.skip_exact_above:
             approx_ms = run_steps(approx, vectors, n, args.steps)
             print(f"{n:>8} {'exact':>8} {'skipped (--skip-exact-above)':>42}")

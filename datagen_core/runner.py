@@ -177,7 +177,6 @@ class Runner:
     async def _persist(self, landed: Sequence[_Landed]) -> list[NewSample]:
         candidates: list[tuple[_Landed, str, str | None]] = []
         for item in landed:
-            self.progress[item.request.label].in_flight -= 1
             if item.completion is None:
                 self.progress[item.request.label].failed += 1
                 self._consecutive_failures += 1
@@ -224,6 +223,8 @@ class Runner:
                 state.kept += 1
             else:
                 state.filtered += 1
+        for item in landed:  # counted as in flight until persisted, so refills never overshoot a target
+            self.progress[item.request.label].in_flight -= 1
         return samples
 
     def _message(self, level: str, message: str) -> None:
@@ -245,7 +246,9 @@ class Runner:
                 if not tasks:
                     break
                 done, tasks = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-                samples = await self._persist([task.result() for task in done])
+                landed = [task.result() for task in done]
+                self._schedule(tasks)  # refill the freed slots before the slower embedding and write
+                samples = await self._persist(landed)
                 new_offspring += sum(s.filter_reason is None for s in samples)
                 self.observer.on_batch(samples, self.progress)
             status = "interrupted" if self.stop.is_set() else "completed"

@@ -37,6 +37,16 @@ def _grown(array: np.ndarray, capacity: int, fill: float | int) -> np.ndarray:
     return out
 
 
+def _sqdist(x: FloatArray, x_sq: FloatArray, y: FloatArray, y_sq: FloatArray) -> FloatArray:
+    """Squared distances ||x||² + ||y||² − 2x·y as a (len(x), len(y)) block, clipped at 0 against rounding."""
+    block = x @ y.T
+    block *= -2.0
+    block += y_sq
+    block += x_sq[:, None]
+    np.maximum(block, 0.0, out=block)
+    return block
+
+
 class _Vectors:
     """Member vectors in a preallocated float32 matrix that doubles when full (no repeated vstack)."""
 
@@ -62,14 +72,8 @@ class _Vectors:
         self.sq[self.n : stop] = np.einsum("ij,ij->i", vectors, vectors)
         self.n = stop
 
-    def sqdist(self, rows: slice | IntArray, cols: slice | IntArray) -> FloatArray:
-        """Squared distances ||a||² + ||b||² − 2a·b as a (rows, cols) block, clipped at 0 against rounding."""
-        block = self.data[rows] @ self.data[cols].T
-        block *= -2.0
-        block += self.sq[cols]
-        block += self.sq[rows][:, None]
-        np.maximum(block, 0.0, out=block)
-        return block
+    def sqdist(self, rows: slice | IntArray, cols: slice) -> FloatArray:
+        return _sqdist(self.data[rows], self.sq[rows], self.data[cols], self.sq[cols])
 
 
 class ParentSelector(ABC):
@@ -263,27 +267,32 @@ class FarthestPairSelector(_BestPartners):
 
 
 class ApproxFarthestPairSelector(_BestPartners):
-    """Approximate: only candidate endpoints keep a best partner (against all members), so no O(n²) build.
+    """Approximate: only candidate endpoints keep partner lists (against all members), so no O(n²) build.
 
     A far pair has at least one eccentric endpoint, so the candidates are the k members farthest from a random
-    reference sample (their "eccentricity"), plus the farthest partner of each (a far point's farthest point is
-    itself extreme). Measured on clustered 384-d data this covers the best pairs far better than extremes of random
-    projections. A new member updates the candidates' bests and joins them when it is eccentric enough; when every
+    reference sample, plus the farthest partner of each (a far point's farthest point is itself extreme). On
+    clustered 384-d data this covers the best pairs far better than the extremes of random projections (measured).
+    A new member is offered to the candidates' lists and joins the candidates when it is eccentric enough; when every
     candidate has run out of unused partners, k doubles, until all members are candidates (then it is exact).
     """
 
     def __init__(
-        self, *, seed: int | None = None, n_reference: int = 256, n_candidates: int = 1024, depth: int = 16
+        self, *, seed: int | None = None, n_reference: int = 256, n_candidates: int = 2048, depth: int = 16
     ) -> None:
         super().__init__(depth)
         self._rng = np.random.default_rng(seed)
         self._n_reference = n_reference
         self._k = n_candidates
-        self._reference: IntArray = np.empty(0, dtype=np.int64)
+        self._reference = _Vectors()  # contiguous copies: scoring a new member must not gather rows
         self._score: FloatArray = np.empty(0, dtype=np.float32)  # squared distance to the farthest reference member
-        self._is_candidate: npt.NDArray[np.bool_] = np.empty(0, dtype=bool)
-        self._candidates: list[int] = []
         self._threshold = _NONE  # k-th largest score: the candidates hold every member scoring above it
+        self._is_candidate: npt.NDArray[np.bool_] = np.empty(0, dtype=bool)
+        self._candidates = _Vectors()  # contiguous copies, in the order of _candidate_pos
+        self._candidate_pos: IntArray = np.empty(0, dtype=np.int64)
+
+    @property
+    def _candidate_positions(self) -> IntArray:
+        return self._candidate_pos[: self._candidates.n]
 
     def _extend(self, start: int, vectors: np.ndarray) -> None:
         self._vec.extend(vectors)
@@ -291,24 +300,26 @@ class ApproxFarthestPairSelector(_BestPartners):
         n = self._vec.n
         self._score = _grown(self._score, self._vec.capacity, _NONE)
         self._is_candidate = _grown(self._is_candidate, self._vec.capacity, False)
-        if self._candidates:
-            self._update_with_new_columns(np.array(self._candidates, dtype=np.int64), start, n)
-        missing = min(self._n_reference - len(self._reference), n - start)
-        if missing > 0:  # the reference sample fills up from the first members: every score changes
+        self._offer_new_members(start, n)
+        missing = min(self._n_reference - self._reference.n, n - start)
+        if missing > 0:  # the reference sample fills up from the first members: every score may change
             fresh = start + self._rng.choice(n - start, size=missing, replace=False)
-            self._reference = np.concatenate([self._reference, fresh])
-            self._rescore(0, start, fresh)
-            self._rescore(start, n, self._reference)
+            self._reference.extend(self._vec.data[fresh])
+            self._rescore(0, start, self._reference.n - missing)
+            self._rescore(start, n, 0)
             self._add_candidates(self._top(np.arange(n, dtype=np.int64)))
             return
-        self._rescore(start, n, self._reference)
+        self._rescore(start, n, 0)
         new = self._top(np.arange(start, n, dtype=np.int64))
         self._add_candidates(new[self._score[new] > self._threshold])
 
-    def _rescore(self, start: int, stop: int, reference: IntArray) -> None:
-        """Raise the scores of members start..stop with their distances to `reference`."""
-        for rows in _row_blocks(start, stop, len(reference)):
-            block = self._vec.sqdist(rows, reference)
+    def _rescore(self, start: int, stop: int, first_reference: int) -> None:
+        """Raise the scores of members start..stop with their distances to the reference members from the given one."""
+        ref = slice(first_reference, self._reference.n)
+        for rows in _row_blocks(start, stop, ref.stop - ref.start):
+            block = _sqdist(
+                self._vec.data[rows], self._vec.sq[rows], self._reference.data[ref], self._reference.sq[ref]
+            )
             np.maximum(self._score[rows], block.max(axis=1), out=self._score[rows])
 
     def _top(self, positions: IntArray) -> IntArray:
@@ -317,10 +328,16 @@ class ApproxFarthestPairSelector(_BestPartners):
             return positions
         return positions[np.argpartition(self._score[positions], len(positions) - self._k)[-self._k :]]
 
-    def _update_with_new_columns(self, rows: IntArray, start: int, n: int) -> None:
+    def _offer_new_members(self, start: int, n: int) -> None:
         """Offer the members just added at start..n to the candidates' partner lists."""
+        rows = self._candidate_positions
+        if not rows.size:
+            return
+        cand = slice(0, self._candidates.n)
         for cols in _row_blocks(start, n, len(rows)):
-            block = self._vec.sqdist(rows, cols)  # (candidates, new members)
+            block = _sqdist(
+                self._candidates.data[cand], self._candidates.sq[cand], self._vec.data[cols], self._vec.sq[cols]
+            )
             # Mask through the new members' used sets: they are small, the candidates' can be huge.
             for c in range(cols.start, cols.stop):
                 if self._ids[c] in self._used:
@@ -351,13 +368,16 @@ class ApproxFarthestPairSelector(_BestPartners):
             if not fresh.size:
                 break
             self._is_candidate[fresh] = True
-            self._candidates.extend(int(p) for p in fresh)
+            count = self._candidates.n
+            self._candidates.extend(self._vec.data[fresh])
+            self._candidate_pos = _grown(self._candidate_pos, self._candidates.capacity, -1)
+            self._candidate_pos[count : self._candidates.n] = fresh
             self._compute_best(fresh)
             partners = np.unique(self._best_partner[fresh])
             partners = partners[partners >= 0]
             fresh = partners[~self._is_candidate[partners]]
-        if len(self._candidates) >= self._k:
-            scores = self._score[np.array(self._candidates, dtype=np.int64)]
+        scores = self._score[self._candidate_positions]
+        if len(scores) >= self._k:
             self._threshold = float(np.partition(scores, len(scores) - self._k)[len(scores) - self._k])
 
     def select(self) -> tuple[int, int] | None:
@@ -366,7 +386,7 @@ class ApproxFarthestPairSelector(_BestPartners):
             if pair is not None:
                 return self._reserve(*pair)
             n = self._vec.n
-            if len(self._candidates) >= n:
+            if self._candidates.n >= n:
                 return None
             self._k *= 2  # every candidate ran out of unused partners: take the next-ranked members too
             self._add_candidates(self._top(np.arange(n, dtype=np.int64)))
@@ -413,7 +433,7 @@ class RandomPairSelector(ParentSelector):
         i = int(np.searchsorted(np.cumsum(free), self._rng.integers(total), side="right"))
         taken = np.append(self._used_positions(i), i)
         partners = np.setdiff1d(np.arange(n), taken, assume_unique=True)
-        return self._reserve(i, int(self._rng.choice(partners)))
+        return self._reserve(i, int(partners[0]))
 
 
 def make_selector(

@@ -193,12 +193,17 @@ def test_approx_with_interleaved_adds_returns_only_unused_pairs() -> None:
 
 @pytest.mark.parametrize("seed", [11, 12])
 def test_approx_recall_on_clustered_data(seed: int) -> None:
-    """On 2000 clustered members (plus offspring) the approximate pair is within 5% of the best unused distance."""
+    """2000 clustered members plus offspring, with 128 candidates (about a tenth of the members once the sweep adds
+    partners) so the approximation is real: the pair is within 5% of the best unused distance on most steps.
+
+    Only ~0.05% of all pairs reach 0.95 of the diameter on this data, so a poor selector cannot pass by chance;
+    measured: every step within 5%, mean ratio 0.986 / 0.967.
+    """
     rng = np.random.default_rng(seed)
     n, steps = 2000, 300
     pool = clustered(rng, n + steps, d=64)
     brute = BruteForce(pool)
-    selector = ApproxFarthestPairSelector(seed=seed)
+    selector = ApproxFarthestPairSelector(seed=seed, n_reference=64, n_candidates=128)
     selector.add_many(list(range(100, 100 + n)), pool[:n])
     for k in range(n):
         brute.add(k)
@@ -214,7 +219,7 @@ def test_approx_recall_on_clustered_data(seed: int) -> None:
         brute.add(n + step)
     recall = np.mean(np.array(ratios) >= 0.95)
     assert recall >= 0.9, f"recall {recall:.3f}, mean ratio {np.mean(ratios):.4f}"
-    assert min(ratios) >= 0.85
+    assert np.mean(ratios) >= 0.95 and min(ratios) >= 0.9
 
 
 def test_random_never_repeats_and_exhausts() -> None:
