@@ -146,6 +146,8 @@ def _print_genes(store: Store, all_versions: bool) -> None:
         out.print(f"[bold]version {gene_set.version}[/] ({gene_set.source}) {gene_set.note}")
         for gene in gene_set.genes:
             out.print(f"  - {gene.name}: {gene.description}" if gene.description else f"  - {gene.name}")
+        for constraint in gene_set.constraints:
+            out.print(f"  constraint: {constraint}")
 
 
 @genes_app.command("list")
@@ -176,7 +178,8 @@ def genes_propose(
 
 def _edit_genes(home: Path, name: str, genes: list[Gene], note: str) -> None:
     with _open(home, name) as store:
-        store.add_gene_set(genes, "user", note=note)
+        current = store.gene_set()
+        store.add_gene_set(genes, "user", note=note, constraints=current.constraints if current else ())
         _print_genes(store, False)
 
 
@@ -361,12 +364,11 @@ def demo(
 
 def main(argv: Sequence[str] | None = None) -> None:
     try:
-        app(args=list(argv) if argv is not None else None, standalone_mode=False)
+        # Non-standalone click returns the code of a typer.Exit instead of raising it.
+        code = app(args=list(argv) if argv is not None else None, standalone_mode=False)
     except DatagenError as exc:
         err.print(f"error: {exc}", highlight=False, soft_wrap=True)
         sys.exit(1)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         err.print("aborted")
         sys.exit(130)
@@ -377,6 +379,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             exc.show()
             sys.exit(exc.exit_code)
         raise
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

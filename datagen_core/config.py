@@ -35,12 +35,18 @@ class Gene(Frozen):
 
 
 class GeneSet(Frozen):
-    """One version of a project's genes; runs record the version they used."""
+    """One version of a project's genes and free-text constraints; runs record the version they used."""
 
     version: int
     genes: tuple[Gene, ...]
     source: Literal["llm", "user", "demo"]
     note: str = ""
+    constraints: tuple[str, ...] = ()
+
+    @field_validator("constraints")
+    @classmethod
+    def _clean_constraints(cls, constraints: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(c.strip() for c in constraints if c.strip()))
 
     @field_validator("genes")
     @classmethod

@@ -174,7 +174,8 @@ class Runner:
         except LLMError as exc:
             return _Landed(request, requested_at, None, exc)
 
-    async def _persist(self, landed: Sequence[_Landed]) -> list[NewSample]:
+    def _triage(self, landed: Sequence[_Landed]) -> list[tuple[_Landed, str, str | None]]:
+        """Count failures, parse answers and mark filtered ones (refusal, empty, too long, duplicate)."""
         candidates: list[tuple[_Landed, str, str | None]] = []
         for item in landed:
             if item.completion is None:
@@ -193,16 +194,18 @@ class Runner:
             candidates.append((item, text, reason))
         if self._consecutive_failures >= self.config.max_failures:
             raise LLMFatalError(f"{self._consecutive_failures} LLM calls in a row failed; stopping the run")
+        return candidates
 
+    def _write(self, candidates: Sequence[tuple[_Landed, str, str | None]]) -> tuple[list[NewSample], np.ndarray]:
+        """Embed the kept texts and write the batch in one transaction (runs in a worker thread)."""
         kept_texts = [text for _, text, reason in candidates if reason is None]
-        vectors, fresh = await asyncio.to_thread(self.embedder.embed, self.store, kept_texts)
+        vectors, fresh = self.embedder.embed(self.store, kept_texts)
         ids = self.store.allocate_sample_ids(len(candidates))
         samples = [
             NewSample(
                 id=sample_id, run_id=self.run.id, label=item.request.label, text=text, method=self.config.method,
                 parent_ids=item.request.parent_ids, gene_split=item.request.gene_split, prompt=item.request.prompt,
-                details=item.request.details,
-                model=self.llm.model, sampling=self.config.sampling.model_dump(),
+                details=item.request.details, model=self.llm.model, sampling=self.config.sampling.model_dump(),
                 raw_response=item.completion.text, llm_call_id=item.completion.call.id,  # type: ignore[union-attr]
                 prompt_tokens=item.completion.call.prompt_tokens,  # type: ignore[union-attr]
                 completion_tokens=item.completion.call.completion_tokens,  # type: ignore[union-attr]
@@ -211,7 +214,11 @@ class Runner:
             for sample_id, (item, text, reason) in zip(ids, candidates, strict=True)
         ]
         self.store.write_offspring(samples, self.llm.take_pending_calls(), fresh, self.embedder.name)
+        return samples, vectors
 
+    async def _persist(self, landed: Sequence[_Landed]) -> list[NewSample]:
+        """Store what landed, then let the offspring join their populations."""
+        samples, vectors = await asyncio.to_thread(self._write, self._triage(landed))
         kept = [s for s in samples if s.filter_reason is None]
         for label in {s.label for s in kept}:
             rows = [i for i, s in enumerate(kept) if s.label == label]
@@ -225,6 +232,7 @@ class Runner:
                 state.filtered += 1
         for item in landed:  # counted as in flight until persisted, so refills never overshoot a target
             self.progress[item.request.label].in_flight -= 1
+        self.observer.on_batch(samples, self.progress)
         return samples
 
     def _message(self, level: str, message: str) -> None:
@@ -241,16 +249,26 @@ class Runner:
             await asyncio.to_thread(self._load_populations)
             self.observer.on_start(self.run.id, self.progress)
             self.store.set_run_status(self.run.id, "running")
+            landed: list[_Landed] = []
+            persisting: asyncio.Task[list[NewSample]] | None = None
             while True:
                 self._schedule(tasks)
-                if not tasks:
+                if persisting is None and landed:
+                    # One batch is written at a time while requests keep flowing; what lands meanwhile
+                    # forms the next batch, so batches grow with throughput.
+                    persisting = asyncio.create_task(self._persist(landed))
+                    landed = []
+                waiting = tasks | {persisting} if persisting else tasks
+                if not waiting:
                     break
-                done, tasks = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-                landed = [task.result() for task in done]
-                self._schedule(tasks)  # refill the freed slots before the slower embedding and write
-                samples = await self._persist(landed)
-                new_offspring += sum(s.filter_reason is None for s in samples)
-                self.observer.on_batch(samples, self.progress)
+                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if task is persisting:
+                        new_offspring += sum(s.filter_reason is None for s in persisting.result())
+                        persisting = None
+                    else:
+                        tasks.discard(task)  # type: ignore[arg-type]
+                        landed.append(task.result())  # type: ignore[arg-type]
             status = "interrupted" if self.stop.is_set() else "completed"
         except LLMFatalError as exc:
             self.store.set_run_status(self.run.id, "failed", str(exc))

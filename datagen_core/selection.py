@@ -433,7 +433,7 @@ class RandomPairSelector(ParentSelector):
         i = int(np.searchsorted(np.cumsum(free), self._rng.integers(total), side="right"))
         taken = np.append(self._used_positions(i), i)
         partners = np.setdiff1d(np.arange(n), taken, assume_unique=True)
-        return self._reserve(i, int(partners[0]))
+        return self._reserve(i, int(self._rng.choice(partners)))
 
 
 def make_selector(

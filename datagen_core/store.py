@@ -37,7 +37,7 @@ CREATE TABLE project (
 CREATE TABLE labels (name VARCHAR PRIMARY KEY, description VARCHAR NOT NULL, position INTEGER NOT NULL);
 CREATE TABLE gene_sets (
     version INTEGER PRIMARY KEY, genes VARCHAR NOT NULL, source VARCHAR NOT NULL,
-    note VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL
+    note VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL, constraints VARCHAR NOT NULL DEFAULT '[]'
 );
 CREATE SEQUENCE sample_ids START 1;
 CREATE TABLE samples (
@@ -88,9 +88,18 @@ CREATE TABLE events (
     run_id VARCHAR, created_at TIMESTAMP NOT NULL, level VARCHAR NOT NULL, kind VARCHAR NOT NULL,
     message VARCHAR NOT NULL, data VARCHAR
 );
+-- 2-D maps of the embeddings: a fitted projection (pickled) and every text's coordinates in it.
+CREATE TABLE projections (
+    id VARCHAR PRIMARY KEY, embed_model VARCHAR NOT NULL, params VARCHAR NOT NULL, model BLOB,
+    fitted_on INTEGER NOT NULL, created_at TIMESTAMP NOT NULL
+);
+CREATE TABLE projection_points (
+    projection_id VARCHAR NOT NULL, text_hash VARCHAR NOT NULL, x DOUBLE NOT NULL, y DOUBLE NOT NULL,
+    fitted BOOLEAN NOT NULL, PRIMARY KEY (projection_id, text_hash)
+);
 """
 
-RUN_STATUSES = ("running", "completed", "interrupted", "failed")
+RUN_STATUSES = ("running", "completed", "interrupted", "stopped", "failed")
 SAMPLE_STATUSES = ("pending", "accepted", "rejected")
 
 
@@ -294,21 +303,28 @@ class Store:
         return self.cursor().execute(sql, params).df()
 
     # ------------------------------------------------------------- gene sets
-    def add_gene_set(self, genes: Sequence[Gene], source: str, note: str = "") -> GeneSet:
+    def add_gene_set(
+        self, genes: Sequence[Gene], source: str, note: str = "", constraints: Sequence[str] = ()
+    ) -> GeneSet:
         with self.transaction() as cur:
             version = cur.execute("SELECT coalesce(max(version), 0) + 1 FROM gene_sets").fetchone()[0]
-            gene_set = GeneSet(version=version, genes=tuple(genes), source=source, note=note)  # type: ignore[arg-type]
+            gene_set = GeneSet(version=version, genes=tuple(genes), source=source, note=note,  # type: ignore[arg-type]
+                               constraints=tuple(constraints))
             cur.execute(
-                "INSERT INTO gene_sets VALUES (?, ?, ?, ?, ?)",
-                [version, json.dumps([g.model_dump() for g in genes]), source, note, utcnow()],
+                "INSERT INTO gene_sets VALUES (?, ?, ?, ?, ?, ?)",
+                [version, json.dumps([g.model_dump() for g in gene_set.genes]), source, note, utcnow(),
+                 json.dumps(list(gene_set.constraints))],
             )
         return gene_set
 
     def gene_sets(self) -> list[GeneSet]:
-        rows = self.cursor().execute("SELECT version, genes, source, note FROM gene_sets ORDER BY version").fetchall()
+        rows = self.cursor().execute(
+            "SELECT version, genes, source, note, constraints FROM gene_sets ORDER BY version"
+        ).fetchall()
         return [
-            GeneSet(version=v, genes=tuple(Gene(**g) for g in json.loads(genes)), source=s, note=n)
-            for v, genes, s, n in rows
+            GeneSet(version=v, genes=tuple(Gene(**g) for g in json.loads(genes)), source=s, note=n,
+                    constraints=tuple(json.loads(c)))
+            for v, genes, s, n, c in rows
         ]
 
     def gene_set(self, version: int | None = None) -> GeneSet | None:

@@ -172,3 +172,57 @@ def test_sigkill_midway_then_resume_reaches_exact_target_without_duplicates(home
         assert store.kept_counts(run.id) == {"HUM": target, "LOC": target, "NUM": target}
         assert_no_duplicates(store, run.id)
         assert served_after <= 3 * target - partial + 8  # only the missing offspring were asked for again
+
+
+def test_ctrl_c_marks_the_run_interrupted_and_resume_finishes_it(home: Path) -> None:
+    make_project(home)
+    env = {**os.environ, "DATAGEN_BASE_URL": "", "DATAGEN_MODEL": ""}
+    with LoopbackServer(latency_s=0.05) as server:
+        url_args = ["--base-url", server.base_url, "--model", "loopback", "--in-flight", "4"]
+        proc = subprocess.Popen(_cli(home, "run", "trec", "--per-label", "30", *url_args),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+        deadline = time.monotonic() + 120
+        while server.stats.completions < 20 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 130 and "--resume" in stderr
+        with Store.open(home / "trec.duckdb") as store:
+            (run,) = store.runs()
+            assert run.status == "interrupted"
+            assert 0 < sum(store.kept_counts(run.id).values()) < 90
+        resumed = subprocess.run(_cli(home, "run", "trec", "--resume", *url_args), capture_output=True, text=True,
+                                 env=env, timeout=300)
+        assert resumed.returncode == 0, resumed.stderr
+    with Store.open(home / "trec.duckdb") as store:
+        (run,) = store.runs()
+        assert run.status == "completed" and store.kept_counts(run.id) == {"HUM": 30, "LOC": 30, "NUM": 30}
+        assert_no_duplicates(store, run.id)
+
+
+def test_stop_event_ends_the_run_gracefully(home: Path, embedder: Embedder, loopback: LoopbackServer) -> None:
+    import threading
+
+    from datagen_core.runner import LabelProgress, RunObserver
+
+    stop = threading.Event()
+    asked_before_stop: list[int] = []
+
+    class StopAfterFirstBatch(RunObserver):
+        def on_batch(self, samples: object, progress: dict[str, LabelProgress]) -> None:
+            if not stop.is_set():  # everything asked so far: landed (kept, filtered, failed) or still in flight
+                asked_before_stop.append(sum(p.kept + p.filtered + p.failed + p.in_flight for p in progress.values()))
+                stop.set()
+
+    with Store.open(make_project(home)) as store:
+        llm_config = loopback_config(loopback, max_in_flight=4)
+        run_id = start_run(store, config(20), llm_config)
+        summary = run_generation(store, llm_config, run_id, embedder=embedder, observer=StopAfterFirstBatch(),
+                                 stop=stop)
+        assert summary.status == "interrupted" and store.run(run_id).status == "interrupted"
+        landed = sum(store.kept_counts(run_id).values()) + sum(store.filtered_counts(run_id).values())
+        assert 0 < landed < 60
+        # what was in flight when the stop came lands and is kept; nothing new is asked after it
+        assert landed == asked_before_stop[0] == store.run_usage(run_id)["calls"]
+        # every answered request is accounted, besides the one connection check before the run
+        assert loopback.stats.completions == store.run_usage(run_id)["calls"] + 1

@@ -24,15 +24,17 @@ def split_genes(genes: Sequence[str], rng: np.random.Generator, mutation: bool) 
 
 
 def crossover_prompt(
-    *, task: str, text_kind: str, label: str, label_description: str, parent1: str, parent2: str, split: GeneSplit
+    *, task: str, text_kind: str, label: str, label_description: str, parent1: str, parent2: str, split: GeneSplit,
+    constraints: Sequence[str] = (),
 ) -> str:
-    """The crossover + mutation prompt of SPEC §1.5."""
+    """The crossover + mutation prompt of SPEC §1.5, with the user's constraints as further requirements."""
     requirements: list[str] = []
     if label_description:
         requirements.append(f"it must be about {label_description}")
     requirements += [f"its '{gene}' inherits from Example 1" for gene in split.parent1]
     requirements += [f"its '{gene}' inherits from Example 2" for gene in split.parent2]
     requirements += [f"its '{gene}' must be different from both examples" for gene in split.mutated]
+    requirements += [f"it must respect this constraint: {constraint}" for constraint in constraints]
     numbered = "\n".join(f"{i}. {req};" for i, req in enumerate(requirements, start=1))
     return (
         f"You need to generate synthetic data for the {task} task.\n"
@@ -53,6 +55,7 @@ class GeneticMethod(GenerationMethod):
         if context.gene_set is None or not context.gene_set.genes:
             raise DatagenError("the project has no genes: run `datagen genes propose` or `datagen genes set` first")
         self.genes = [gene.name for gene in context.gene_set.genes]
+        self.constraints = context.gene_set.constraints
         self.options = context.config.genetic
         self._selectors: dict[str, ParentSelector] = {}
         self._texts: dict[int, str] = {}
@@ -81,7 +84,7 @@ class GeneticMethod(GenerationMethod):
         return crossover_prompt(
             task=self.context.project.task, text_kind=self.context.project.text_kind, label=label,
             label_description=self.context.label(label).description, parent1=self._texts[parent1],
-            parent2=self._texts[parent2], split=split,
+            parent2=self._texts[parent2], split=split, constraints=self.constraints,
         )
 
     def _worked_example(self, label: str, parents: tuple[int, int]) -> tuple[list[dict[str, str]], list[int]]:

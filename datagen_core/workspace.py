@@ -1,0 +1,67 @@
+"""A process-wide view of the project folder for long-lived interfaces (the studio).
+
+DuckDB lets one process hold a project file and one connection serve many threads through cursors, so
+every browser session of the studio shares one `Store` per project, one embedder and one `RunManager`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from .config import Label, ProjectSpec
+from .demo import DEMO_PROJECT, ensure_demo_project
+from .embed import Embedder
+from .errors import DatagenError
+from .jobs import RunManager
+from .store import Store, project_path
+
+
+class Workspace:
+    """Project files in `home`, each opened once for the life of the process."""
+
+    def __init__(self, home: Path, embedder: Embedder | None = None) -> None:
+        self.home = home
+        self.embedder = embedder or Embedder()
+        self.runs = RunManager(self.embedder)
+        self._stores: dict[str, Store] = {}
+        self._lock = threading.Lock()
+
+    def projects(self) -> list[str]:
+        return sorted(p.stem for p in self.home.glob("*.duckdb")) if self.home.exists() else []
+
+    def store(self, name: str) -> Store:
+        """The open store of project `name` (opened on first use)."""
+        with self._lock:
+            store = self._stores.get(name)
+            if store is None:
+                store = Store.open(project_path(self.home, name))
+                self._stores[name] = store
+            return store
+
+    def create_project(
+        self, spec: ProjectSpec, labels: Sequence[Label], examples: pd.DataFrame, source: str | None
+    ) -> Store:
+        with self._lock:
+            if spec.name in self._stores or project_path(self.home, spec.name).exists():
+                raise DatagenError(f"project {spec.name!r} already exists; open it or pick another name")
+            store = Store.create(project_path(self.home, spec.name), spec, labels, examples, source)
+            self._stores[spec.name] = store
+            return store
+
+    def ensure_demo(self) -> str:
+        """Create the shipped demo project unless it exists; returns its name."""
+        with self._lock:
+            if DEMO_PROJECT not in self._stores:
+                ensure_demo_project(self.home)
+        return DEMO_PROJECT
+
+    def close(self) -> None:
+        self.runs.shutdown()
+        with self._lock:
+            for store in self._stores.values():
+                store.close()
+            self._stores.clear()
