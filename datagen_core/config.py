@@ -10,7 +10,7 @@ import os
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 _PROJECT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -102,6 +102,8 @@ class LLMConfig(Frozen):
     base_url: str | None = None
     model: str = "SmolLM2-135M-Instruct"
     api_key_env: str = "OPENAI_API_KEY"
+    #: A key typed into the studio for this session only: never serialised, never stored.
+    session_api_key: SecretStr | None = Field(default=None, exclude=True, repr=False)
     timeout_s: float = Field(default=120.0, gt=0)
     max_retries: int = Field(default=5, ge=0, le=20)
     max_in_flight: int = Field(default=16, ge=1, le=4096)
@@ -114,6 +116,8 @@ class LLMConfig(Frozen):
 
     def api_key(self) -> str:
         # Local servers (vLLM, Ollama, llama.cpp) accept any key; the client insists on one.
+        if self.session_api_key is not None and self.session_api_key.get_secret_value():
+            return self.session_api_key.get_secret_value()
         return os.environ.get(self.api_key_env) or os.environ.get("DATAGEN_API_KEY") or "not-needed"
 
     @classmethod

@@ -9,6 +9,7 @@ from typing import Literal
 import pandas as pd
 
 from .errors import DatagenError
+from .records import utcnow
 from .store import Store
 
 ExportFormat = Literal["jsonl", "csv", "parquet"]
@@ -41,3 +42,60 @@ def write_export(frame: pd.DataFrame, path: Path, fmt: ExportFormat) -> None:
         flat.to_csv(path, index=False)
     else:
         raise DatagenError(f"unknown export format {fmt!r}; use jsonl, csv or parquet")
+
+
+def dataset_card(store: Store, frame: pd.DataFrame, run_id: str | None = None) -> str:
+    """A markdown card describing an export: task, model, genes, counts and the parameters of its runs."""
+    project = store.project()
+    runs = [store.run(run_id)] if run_id else [r for r in store.runs() if r.id in set(frame["run_id"].dropna())]
+    real = store.real_counts()
+    lines = [
+        f"# Dataset card: {project.name}",
+        "",
+        f"Synthetic {project.text_kind} samples for **{project.task}**, generated with Genetic Prompt Studio.",
+        "",
+        "## Contents",
+        "",
+        f"{len(frame)} samples exported on {utcnow():%Y-%m-%d %H:%M} UTC.",
+        "",
+        "| label | samples | accepted | pending | rejected | real seeds |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label in store.labels():
+        rows = frame[frame["label"] == label.name]
+        counts = rows["status"].value_counts()
+        lines.append(f"| {label.name} | {len(rows)} | {counts.get('accepted', 0)} | {counts.get('pending', 0)} "
+                     f"| {counts.get('rejected', 0)} | {real.get(label.name, 0)} |")
+    described = [lb for lb in store.labels() if lb.description]
+    if described:
+        lines += ["", "## Labels", ""] + [f"- **{lb.name}**: {lb.description}" for lb in described]
+    for run in runs:
+        config = run.config
+        usage = store.run_usage(run.id)
+        lines += [
+            "", f"## Run {run.id}", "",
+            f"- method: {config.method}; status: {run.status}; started {run.created_at:%Y-%m-%d %H:%M} UTC",
+            f"- model: {run.llm.get('model')} ({run.llm.get('backend')}"
+            + (f", {run.llm['base_url']}" if run.llm.get("base_url") else "") + ")",
+            f"- target per label: {config.per_label}; labels: {', '.join(config.labels) or 'all'}; seed {config.seed}",
+            f"- sampling: temperature {config.sampling.temperature}, top-p {config.sampling.top_p}, "
+            f"max tokens {config.sampling.max_tokens}",
+            f"- parents: {config.genetic.parent_selection}; mutation: {'on' if config.genetic.mutation else 'off'}",
+            f"- LLM calls {usage['calls']:.0f} (cached {usage['cached_calls']:.0f}, "
+            f"failed {usage['failed_calls']:.0f}); tokens {usage['prompt_tokens']:.0f} in / "
+            f"{usage['completion_tokens']:.0f} out",
+        ]
+        if run.gene_set_version is not None:
+            gene_set = store.gene_set(run.gene_set_version)
+            assert gene_set is not None
+            lines.append(f"- genes (version {gene_set.version}): "
+                         + "; ".join(f"{g.name}" + (f" ({g.description})" if g.description else "")
+                                     for g in gene_set.genes))
+            lines += [f"- constraint: {c}" for c in gene_set.constraints]
+    lines += [
+        "", "## Lineage", "",
+        "Every row carries `parent_ids`, `gene_split` (genes inherited from each parent and mutated), the `prompt`, "
+        "the `model`, the `sampling` parameters and the `raw_response`; edits are kept in the project's history.",
+        "",
+    ]
+    return "\n".join(lines)

@@ -6,7 +6,9 @@ store is touched.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
+from typing import IO
 
 import pandas as pd
 
@@ -16,17 +18,18 @@ MIN_EXAMPLES_PER_LABEL = 2
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet"}
 
 
-def _read_raw(path: Path) -> pd.DataFrame:
+def _read_raw(source: Path | IO[bytes], name: str) -> pd.DataFrame:
+    path = Path(name)
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise DatagenError(f"{path}: unsupported file type {path.suffix!r}; use CSV, JSONL or Parquet")
     try:
         if fmt == "parquet":
-            return pd.read_parquet(path)
+            return pd.read_parquet(source)
         if fmt in ("csv", "tsv"):
-            return pd.read_csv(path, sep="\t" if fmt == "tsv" else ",", dtype=str, keep_default_na=False,
+            return pd.read_csv(source, sep="\t" if fmt == "tsv" else ",", dtype=str, keep_default_na=False,
                                encoding="utf-8")
-        return pd.read_json(path, lines=fmt == "jsonl", dtype=False, encoding="utf-8")
+        return pd.read_json(source, lines=fmt == "jsonl", dtype=False, encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise DatagenError(f"{path}: not UTF-8 text (byte {exc.start}); re-save the file as UTF-8") from None
     except pd.errors.EmptyDataError:
@@ -44,8 +47,18 @@ def read_examples(path: Path, text_col: str = "text", label_col: str = "label") 
         raise DatagenError(f"{path}: is a directory, expected a CSV, JSONL or Parquet file")
     if path.stat().st_size == 0:
         raise DatagenError(f"{path}: the file is empty")
-    raw = _read_raw(path)
+    raw = _read_raw(path, str(path))
     return clean_examples(raw, text_col, label_col, str(path))
+
+
+def read_upload(name: str, data: bytes) -> pd.DataFrame:
+    """An uploaded file as it is (all columns), for a preview and a choice of text and label columns."""
+    if not data:
+        raise DatagenError(f"{name}: the file is empty")
+    raw = _read_raw(io.BytesIO(data), name)
+    if raw.empty or len(raw.columns) < 2:
+        raise DatagenError(f"{name}: needs at least two columns (a text and a label) and one row")
+    return raw
 
 
 def clean_examples(raw: pd.DataFrame, text_col: str, label_col: str, source: str) -> pd.DataFrame:

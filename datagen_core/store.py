@@ -11,12 +11,13 @@ import json
 import os
 import re
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import numpy as np
@@ -133,17 +134,63 @@ class PopulationMember:
     origin: str
 
 
+@dataclass(frozen=True)
+class SampleFilter:
+    """Which samples a listing, count, map or bulk action sees; empty fields do not filter."""
+
+    run_ids: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()
+    statuses: tuple[str, ...] = ()
+    origin: str | None = None
+    search: str = ""
+    include_filtered: bool = False
+
+    def where(self) -> tuple[str, list[Any]]:
+        clauses, params = ["TRUE"], []
+        for column, values in (("run_id", self.run_ids), ("label", self.labels), ("status", self.statuses)):
+            if values:
+                clauses.append(f"{column} IN ({', '.join('?' * len(values))})")
+                params.extend(values)
+        if self.origin is not None:
+            clauses.append("origin = ?")
+            params.append(self.origin)
+        if self.search.strip():
+            clauses.append("contains(lower(text), lower(?))")
+            params.append(self.search.strip())
+        if not self.include_filtered:
+            clauses.append("filter_reason IS NULL")
+        return " AND ".join(clauses), params
+
+
+T = TypeVar("T")
+
+
+def _retry_on_conflict(write: Callable[[], T], attempts: int = 8) -> T:
+    """Run a write transaction again when another thread's open transaction touched the same rows."""
+    for attempt in range(attempts):
+        try:
+            return write()
+        except duckdb.TransactionException:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.01 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
 def project_path(home: Path, name: str) -> Path:
     return home / f"{name}.duckdb"
 
 
-def _insert_rows(cur: duckdb.DuckDBPyConnection, table: str, rows: list[dict[str, Any]]) -> None:
+def _insert_rows(
+    cur: duckdb.DuckDBPyConnection, table: str, rows: list[dict[str, Any]], skip_existing: bool = False
+) -> None:
     """Bulk insert through one registered frame: far faster than executemany for batches."""
     if not rows:
         return
     cur.register("incoming_rows", pd.DataFrame(rows))
     try:
-        cur.execute(f"INSERT INTO {table} BY NAME SELECT * FROM incoming_rows")
+        conflict = " ON CONFLICT DO NOTHING" if skip_existing else ""
+        cur.execute(f"INSERT INTO {table} BY NAME SELECT * FROM incoming_rows{conflict}")
     finally:
         cur.unregister("incoming_rows")
 
@@ -278,6 +325,12 @@ class Store:
         rows = self.cursor().execute("SELECT name, description FROM labels ORDER BY position").fetchall()
         return [Label(name=n, description=d) for n, d in rows]
 
+    def set_project_details(self, task: str, text_kind: str) -> None:
+        """Change what the prompts say the task is and what one sample is."""
+        spec = ProjectSpec(name=self.project().name, task=task, text_kind=text_kind)
+        with self.transaction() as cur:
+            cur.execute("UPDATE project SET task = ?, text_kind = ?", [spec.task, spec.text_kind])
+
     def set_label_description(self, name: str, description: str) -> None:
         with self.transaction() as cur:
             if cur.execute("SELECT count(*) FROM labels WHERE name = ?", [name]).fetchone()[0] == 0:
@@ -350,11 +403,14 @@ class Store:
 
     def set_run_status(self, run_id: str, status: str, error: str | None = None) -> None:
         assert status in RUN_STATUSES
-        with self.transaction() as cur:
-            cur.execute(
-                "UPDATE runs SET status = ?, error = ?, updated_at = ? WHERE id = ?", [status, error, utcnow(), run_id]
-            )
-            self._event(cur, run_id, "error" if error else "info", f"run_{status}", error or f"run {status}", None)
+
+        def apply() -> None:
+            with self.transaction() as cur:
+                cur.execute("UPDATE runs SET status = ?, error = ?, updated_at = ? WHERE id = ?",
+                            [status, error, utcnow(), run_id])
+                self._event(cur, run_id, "error" if error else "info", f"run_{status}", error or f"run {status}", None)
+
+        _retry_on_conflict(apply)
 
     def runs(self) -> list[RunInfo]:
         rows = self.cursor().execute(
@@ -455,20 +511,44 @@ class Store:
         status: str | None = None,
     ) -> pd.DataFrame:
         """Samples with their lineage, for export and inspection."""
-        clauses, params = ["TRUE"], []
-        if run_id is not None:
-            clauses.append("run_id = ?")
-            params.append(run_id)
-        if origin is not None:
-            clauses.append("origin = ?")
-            params.append(origin)
-        if status is not None:
-            clauses.append("status = ?")
-            params.append(status)
-        if not include_filtered:
-            clauses.append("filter_reason IS NULL")
-        sql = f"SELECT * EXCLUDE (text_hash) FROM samples WHERE {' AND '.join(clauses)} ORDER BY id"
+        chosen = SampleFilter(run_ids=(run_id,) if run_id else (), statuses=(status,) if status else (),
+                              origin=origin, include_filtered=include_filtered)
+        return self.sample_page(chosen, order="id")
+
+    def sample_page(
+        self, chosen: SampleFilter, *, offset: int = 0, limit: int | None = None, order: str = "id DESC"
+    ) -> pd.DataFrame:
+        """One page of samples (server-side, so large projects stay fast), newest first by default."""
+        if order not in ("id", "id DESC"):
+            raise ValueError(f"unsupported order {order!r}")
+        where, params = chosen.where()
+        sql = f"SELECT * EXCLUDE (text_hash) FROM samples WHERE {where} ORDER BY {order}"
+        if limit is not None:
+            sql += " LIMIT ? OFFSET ?"
+            params += [limit, offset]
         return self.cursor().execute(sql, params).df()
+
+    def count_samples(self, chosen: SampleFilter) -> int:
+        where, params = chosen.where()
+        return int(self._scalar(f"SELECT count(*) FROM samples WHERE {where}", params))
+
+    def samples_by_ids(self, ids: Sequence[int]) -> pd.DataFrame:
+        """Samples by id (parents of an offspring, a selection on the map), in no particular order."""
+        if not ids:
+            return self.sample_page(SampleFilter(), limit=0)
+        placeholders = ", ".join("?" * len(ids))
+        return self.cursor().execute(
+            f"SELECT * EXCLUDE (text_hash) FROM samples WHERE id IN ({placeholders})", [int(i) for i in ids]
+        ).df()
+
+    def map_samples(self, chosen: SampleFilter) -> pd.DataFrame:
+        """What the embedding map draws: ids, text hashes and the fields it colours and filters by."""
+        where, params = chosen.where()
+        return self.cursor().execute(
+            "SELECT id, label, text, text_hash, origin, status, run_id, parent_ids FROM samples "
+            f"WHERE {where} ORDER BY id",
+            params,
+        ).df()
 
     def edit_sample(
         self,
@@ -483,21 +563,54 @@ class Store:
         changes = {k: v for k, v in (("text", text), ("label", label), ("status", status)) if v is not None}
         if status is not None and status not in SAMPLE_STATUSES:
             raise DatagenError(f"status must be one of {SAMPLE_STATUSES}")
-        with self.transaction() as cur:
-            row = cur.execute("SELECT text, label, status FROM samples WHERE id = ?", [sample_id]).fetchone()
-            if row is None:
-                raise DatagenError(f"unknown sample {sample_id}")
-            current = dict(zip(("text", "label", "status"), row, strict=True))
-            for field, value in changes.items():
-                if current[field] == value:
-                    continue
+        if "text" in changes and not changes["text"].strip():
+            raise DatagenError("a sample's text cannot be empty")
+        if label is not None and label not in {lb.name for lb in self.labels()}:
+            raise DatagenError(f"unknown label {label!r}; labels are {[lb.name for lb in self.labels()]}")
+
+        def apply() -> None:
+            with self.transaction() as cur:
+                row = cur.execute("SELECT text, label, status FROM samples WHERE id = ?", [sample_id]).fetchone()
+                if row is None:
+                    raise DatagenError(f"unknown sample {sample_id}")
+                current = dict(zip(("text", "label", "status"), row, strict=True))
+                for field, value in changes.items():
+                    if current[field] == value:
+                        continue
+                    cur.execute(
+                        "INSERT INTO sample_edits VALUES (?, ?, ?, ?, ?, ?)",
+                        [sample_id, field, current[field], value, actor, utcnow()],
+                    )
+                    cur.execute(f"UPDATE samples SET {field} = ? WHERE id = ?", [value, sample_id])
+                if "text" in changes:
+                    cur.execute("UPDATE samples SET text_hash = ? WHERE id = ?",
+                                [text_hash(changes["text"]), sample_id])
+
+        _retry_on_conflict(apply)
+
+    def set_status_where(self, chosen: SampleFilter, status: str, actor: str = "user") -> int:
+        """Accept or reject every sample a filter selects (bulk review); each change enters the history."""
+        if status not in SAMPLE_STATUSES:
+            raise DatagenError(f"status must be one of {SAMPLE_STATUSES}")
+        where, params = chosen.where()
+
+        def apply() -> int:
+            with self.transaction() as cur:
                 cur.execute(
-                    "INSERT INTO sample_edits VALUES (?, ?, ?, ?, ?, ?)",
-                    [sample_id, field, current[field], value, actor, utcnow()],
+                    "CREATE OR REPLACE TEMP TABLE bulk_ids AS "
+                    f"SELECT id, status FROM samples WHERE {where} AND status <> ?",
+                    [*params, status],
                 )
-                cur.execute(f"UPDATE samples SET {field} = ? WHERE id = ?", [value, sample_id])
-            if "text" in changes:
-                cur.execute("UPDATE samples SET text_hash = ? WHERE id = ?", [text_hash(changes["text"]), sample_id])
+                cur.execute(
+                    "INSERT INTO sample_edits SELECT id, 'status', status, ?, ?, ? FROM bulk_ids",
+                    [status, actor, utcnow()],
+                )
+                cur.execute("UPDATE samples SET status = ? WHERE id IN (SELECT id FROM bulk_ids)", [status])
+                changed = int(cur.execute("SELECT count(*) FROM bulk_ids").fetchone()[0])
+                cur.execute("DROP TABLE bulk_ids")
+                return changed
+
+        return _retry_on_conflict(apply)
 
     def sample_history(self, sample_id: int) -> pd.DataFrame:
         return self.cursor().execute(
@@ -531,6 +644,43 @@ class Store:
             "INSERT INTO embeddings SELECT ?, h, v FROM incoming_vectors ON CONFLICT DO NOTHING", [model]
         )
         cur.unregister("incoming_vectors")
+
+    # ----------------------------------------------------------- projections
+    def projection(self, projection_id: str) -> tuple[bytes | None, int] | None:
+        """A fitted 2-D projection (pickled model, number of texts it was fitted on), or None."""
+        row = self.cursor().execute(
+            "SELECT model, fitted_on FROM projections WHERE id = ?", [projection_id]
+        ).fetchone()
+        return None if row is None else (row[0], int(row[1]))
+
+    def save_projection(
+        self, projection_id: str, embed_model: str, params: dict[str, Any], model: bytes | None,
+        hashes: Sequence[str], xy: np.ndarray,
+    ) -> None:
+        """Replace a projection and all its points with a fresh fit, atomically."""
+        with self.transaction() as cur:
+            cur.execute("DELETE FROM projection_points WHERE projection_id = ?", [projection_id])
+            cur.execute("DELETE FROM projections WHERE id = ?", [projection_id])
+            cur.execute("INSERT INTO projections VALUES (?, ?, ?, ?, ?, ?)",
+                        [projection_id, embed_model, json.dumps(params), model, len(hashes), utcnow()])
+            self._insert_points(cur, projection_id, hashes, xy, fitted=True)
+
+    def add_projection_points(self, projection_id: str, hashes: Sequence[str], xy: np.ndarray) -> None:
+        """Texts placed into an existing projection without refitting it."""
+        with self.transaction() as cur:
+            self._insert_points(cur, projection_id, hashes, xy, fitted=False)
+
+    def _insert_points(
+        self, cur: duckdb.DuckDBPyConnection, projection_id: str, hashes: Sequence[str], xy: np.ndarray, fitted: bool
+    ) -> None:
+        rows = [{"projection_id": projection_id, "text_hash": h, "x": float(x), "y": float(y), "fitted": fitted}
+                for h, (x, y) in zip(hashes, xy, strict=True)]
+        _insert_rows(cur, "projection_points", rows, skip_existing=True)
+
+    def projection_points(self, projection_id: str) -> pd.DataFrame:
+        return self.cursor().execute(
+            "SELECT text_hash, x, y, fitted FROM projection_points WHERE projection_id = ?", [projection_id]
+        ).df()
 
     # ------------------------------------------------------------- LLM calls
     def cached_response(self, cache_key: str) -> tuple[str, str | None, int, int] | None:

@@ -227,4 +227,22 @@ class LLM:
         await self.backend.aclose()
 
 
-__all__ = ["LLM", "Completion", "LLMError", "LLMFatalError", "make_backend"]
+def check_connection(config: LLMConfig) -> str:
+    """Ask the configured model for one short answer; a line for the user, or LLMFatalError saying why not."""
+
+    async def probe() -> str:
+        llm = LLM.from_config(config, None, max_retries=1, use_cache=False)
+        started = time.perf_counter()
+        try:
+            await llm.check()
+            answer = await llm.complete([{"role": "user", "content": "Reply with the word OK."}],
+                                        sampling=SamplingParams(temperature=0.0, max_tokens=4), purpose="check")
+        finally:
+            await llm.aclose()
+        seconds = time.perf_counter() - started
+        return f"{llm.model} answered {answer.text.strip()[:40]!r} in {seconds:.1f} s"
+
+    return asyncio.run(probe())
+
+
+__all__ = ["LLM", "Completion", "LLMError", "LLMFatalError", "check_connection", "make_backend"]

@@ -1,0 +1,22 @@
+"""Genetic Prompt Studio: `streamlit run app.py` opens the demo project on the embedded model."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from studio import state
+
+st.set_page_config(page_title="Genetic Prompt Studio", page_icon="🧬", layout="wide")
+
+PAGES = [
+    st.Page("pages/project.py", title="Project", icon="📁", default=True),
+    st.Page("pages/genes.py", title="Genes & constraints", icon="🧬"),
+    st.Page("pages/evolve.py", title="Evolve", icon="⚡"),
+    st.Page("pages/map.py", title="Map", icon="🗺️"),
+    st.Page("pages/review.py", title="Review", icon="✅"),
+    st.Page("pages/export.py", title="Export", icon="📦"),
+]
+
+navigation = st.navigation(PAGES)
+state.sidebar()
+navigation.run()

@@ -1,0 +1,105 @@
+"""What every page shares: the process-wide workspace, the open project and this session's LLM settings.
+
+The workspace (stores, embedder, background runs) is one per process and per project folder, shared by
+every browser session; the chosen project and the LLM settings (an API key typed here included) live in
+the session only and are never written to disk.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import streamlit as st
+from pydantic import ValidationError
+
+from datagen_core.config import LLMConfig
+from datagen_core.errors import DatagenError
+from datagen_core.store import Store, default_home
+from datagen_core.workspace import Workspace
+
+T = TypeVar("T")
+
+PROJECT_KEY = "project"
+LLM_KEY = "llm_config"
+
+
+@st.cache_resource(show_spinner=False)
+def _workspace(home: str) -> Workspace:
+    workspace = Workspace(Path(home))
+    workspace.ensure_demo()
+    return workspace
+
+
+def workspace() -> Workspace:
+    """The workspace of $DATAGEN_HOME (default ./datagen-projects), with the demo project in it."""
+    return _workspace(str(default_home().resolve()))
+
+
+def project_name() -> str:
+    """The project this session works on; a first visit opens the shipped demo."""
+    if PROJECT_KEY not in st.session_state:
+        st.session_state[PROJECT_KEY] = workspace().ensure_demo()
+    return st.session_state[PROJECT_KEY]
+
+
+def open_project(name: str) -> None:
+    st.session_state[PROJECT_KEY] = name
+
+
+def store() -> Store:
+    return workspace().store(project_name())
+
+
+def llm_config() -> LLMConfig:
+    """This session's model: set on the Project page; by default $DATAGEN_BASE_URL or the embedded model."""
+    if LLM_KEY not in st.session_state:
+        st.session_state[LLM_KEY] = LLMConfig.from_env()
+    return st.session_state[LLM_KEY]
+
+
+def set_llm_config(config: LLMConfig) -> None:
+    st.session_state[LLM_KEY] = config
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """`with user_errors():` shows a user error as a message and lets the rest of the page draw."""
+    try:
+        yield
+    except DatagenError as exc:
+        st.error(str(exc), icon="⚠️")
+    except ValidationError as exc:
+        st.error(exc.errors()[0]["msg"].removeprefix("Value error, "), icon="⚠️")
+
+
+def attempt(action: Callable[[], T]) -> T | None:
+    """Run a user action; a user error (bad file, dead endpoint, ...) becomes a message, and None."""
+    with user_errors():
+        return action()
+    return None
+
+
+def sidebar() -> None:
+    """The project switcher, the model in use and the runs going on, on every page."""
+    ws = workspace()
+    names = ws.projects()
+    current = project_name()
+    with st.sidebar:
+        chosen = st.selectbox("Project", names, index=names.index(current) if current in names else 0,
+                              key="sidebar_project")
+        if chosen != current:
+            open_project(chosen)
+            st.rerun()
+        config = llm_config()
+        where = "embedded, offline" if config.backend == "embedded" else config.base_url
+        st.caption(f"Model: **{config.model}** ({where})")
+        active = ws.runs.active(store())
+        for job in active:
+            snap = job.snapshot()
+            st.caption(f"Run {snap.run_id}: {snap.state}, {snap.kept}/{snap.target}")
+        if os.environ.get("DATAGEN_HOME"):
+            st.caption(f"Projects in `{ws.home}`")
