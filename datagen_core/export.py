@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Literal
@@ -28,20 +29,28 @@ def export_frame(
     return frame
 
 
-def write_export(frame: pd.DataFrame, path: Path, fmt: ExportFormat) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def export_bytes(frame: pd.DataFrame, fmt: ExportFormat) -> bytes:
+    """The export file's content, for a download (the studio) or a file (`write_export`)."""
     if fmt == "jsonl":
-        frame.to_json(path, orient="records", lines=True, date_format="iso", force_ascii=False)
-    elif fmt == "parquet":
+        text = frame.to_json(orient="records", lines=True, date_format="iso", force_ascii=False)
+        return (text or "").encode("utf-8")
+    if fmt == "parquet":
         # `details` differs per method (and may be empty), which no single Parquet struct can hold.
-        frame.assign(details=[json.dumps(v) for v in frame["details"]]).to_parquet(path, index=False)
-    elif fmt == "csv":
+        buffer = io.BytesIO()
+        frame.assign(details=[json.dumps(v) for v in frame["details"]]).to_parquet(buffer, index=False)
+        return buffer.getvalue()
+    if fmt == "csv":
         flat = frame.copy()
         for column in (*_JSON_COLUMNS, "parent_ids"):
             flat[column] = [json.dumps(v) if v is not None else "" for v in flat[column]]
-        flat.to_csv(path, index=False)
-    else:
-        raise DatagenError(f"unknown export format {fmt!r}; use jsonl, csv or parquet")
+        return flat.to_csv(index=False).encode("utf-8")
+    raise DatagenError(f"unknown export format {fmt!r}; use jsonl, csv or parquet")
+
+
+def write_export(frame: pd.DataFrame, path: Path, fmt: ExportFormat) -> None:
+    data = export_bytes(frame, fmt)  # an unknown format fails before anything is created
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
 
 
 def dataset_card(store: Store, frame: pd.DataFrame, run_id: str | None = None) -> str:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+from collections.abc import Iterable, Mapping
 
+import pandas as pd
 from pydantic import BaseModel, Field, ValidationError
 
 from .config import Gene, LLMConfig, SamplingParams
@@ -99,3 +102,51 @@ def propose_genes(store: Store, llm_config: LLMConfig, count: int = 4, attempts:
         )
 
     return asyncio.run(ask())
+
+
+def _cell(value: object) -> str:
+    """A table cell as text; empty for None/NaN/NA (what a fresh row of an editable table holds)."""
+    if value is None or (not isinstance(value, str) and bool(pd.isna(value))):
+        return ""
+    return str(value).strip()
+
+
+def genes_from_rows(rows: Iterable[Mapping[str, object]]) -> list[Gene]:
+    """Genes from an edited table (name, description, optional position), checked as a whole.
+
+    Rows are ordered by `position` where given (rows without one keep their place after the numbered
+    ones); blank rows are ignored. A description without a name or a name used twice is an error, so
+    a half-finished edit never becomes a gene-set version.
+    """
+    numbered: list[tuple[float, int, str, str]] = []
+    for index, row in enumerate(rows):
+        name, description = _cell(row.get("name")), _cell(row.get("description"))
+        if not name and not description:
+            continue
+        if not name:
+            raise DatagenError(f"row {index + 1} has a description ({description[:40]!r}) but no gene name")
+        position = _cell(row.get("position"))
+        try:
+            order = float(position) if position else math.inf
+        except ValueError:
+            raise DatagenError(f"gene {name!r}: position {position!r} is not a number") from None
+        numbered.append((order, index, name, description))
+    genes: list[Gene] = []
+    seen: set[str] = set()
+    for _, _, name, description in sorted(numbered):
+        try:
+            gene = Gene(name=name, description=description)
+        except ValidationError as exc:
+            raise DatagenError(f"gene {name[:40]!r}: {exc.errors()[0]['msg']}") from None
+        if gene.name.lower() in seen:
+            raise DatagenError(f"gene {gene.name!r} appears twice; rename or delete one")
+        seen.add(gene.name.lower())
+        genes.append(gene)
+    if not genes:
+        raise DatagenError("a gene set needs at least one gene")
+    return genes
+
+
+def constraints_from_text(text: str) -> list[str]:
+    """Free-text constraints, one per line ("no named people", "under 40 words"); blank lines dropped."""
+    return list(dict.fromkeys(line.strip() for line in text.splitlines() if line.strip()))

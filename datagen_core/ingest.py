@@ -7,11 +7,15 @@ store is touched.
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 import pandas as pd
+from pydantic import ValidationError
 
+from .config import Label, ProjectSpec
 from .errors import DatagenError
 
 MIN_EXAMPLES_PER_LABEL = 2
@@ -86,3 +90,40 @@ def clean_examples(raw: pd.DataFrame, text_col: str, label_col: str, source: str
     if len(counts) < 2:
         raise DatagenError(f"{source}: only one label ({counts.index[0]!r}); a classifier needs at least two")
     return frame
+
+
+@dataclass(frozen=True)
+class NewProject:
+    """Everything `Workspace.create_project` needs, validated before any file is created."""
+
+    spec: ProjectSpec
+    labels: list[Label]
+    examples: pd.DataFrame
+    source: str
+
+
+def prepare_project(
+    raw: pd.DataFrame,
+    *,
+    text_col: str,
+    label_col: str,
+    source: str,
+    name: str,
+    task: str,
+    text_kind: str,
+    label_descriptions: Mapping[str, str] | None = None,
+) -> NewProject:
+    """Validate an uploaded frame and the user's answers together, so the studio fails before writing anything."""
+    examples = clean_examples(raw, text_col, label_col, source)
+    if not task.strip():
+        raise DatagenError("describe the task (e.g. 'SMS spam detection'): every prompt names it")
+    descriptions = label_descriptions or {}
+    try:
+        spec = ProjectSpec(name=name.strip(), task=task.strip(), text_kind=text_kind.strip() or "text")
+        labels = [Label(name=n, description=descriptions.get(n, "").strip()) for n in examples["label"].unique()]
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(map(str, error["loc"]))
+        message = error["msg"].removeprefix("Value error, ")
+        raise DatagenError(message if where == "name" else f"{where}: {message}") from None
+    return NewProject(spec=spec, labels=labels, examples=examples, source=source)

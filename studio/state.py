@@ -48,6 +48,8 @@ def project_name() -> str:
 
 def open_project(name: str) -> None:
     st.session_state[PROJECT_KEY] = name
+    # The sidebar's switcher keeps its own value; forget it so it shows the project opened here.
+    st.session_state.pop("sidebar_project", None)
 
 
 def store() -> Store:

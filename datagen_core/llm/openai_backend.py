@@ -35,7 +35,8 @@ class OpenAIBackend(Backend):
         self._schema_style = "json_schema"
 
     def _bad_key(self) -> str:
-        return f"{self.base_url} refused the API key (401): check ${self._config.api_key_env}"
+        where = "the key typed for this session" if self._config.session_api_key else f"${self._config.api_key_env}"
+        return f"{self.base_url} refused the API key (401): check {where}"
 
     @property
     def client(self) -> openai.AsyncOpenAI:

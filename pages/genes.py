@@ -1,0 +1,118 @@
+"""Genes & constraints page: the attributes offspring inherit or mutate, and rules every offspring follows.
+
+Every change is a new gene-set version (runs record the version they used), so nothing is edited in place.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from datagen_core.config import Gene, GeneSet
+from datagen_core.genes import constraints_from_text, genes_from_rows, propose_genes
+from studio import state
+
+EDITOR_KEY = "gene_editor"
+CONSTRAINTS_KEY = "gene_constraints"
+BASE_KEY = "gene_editor_base"  # (project, version) the editor's pending edits refer to
+FLASH_KEY = "genes_flash"
+
+
+def reset_editor_on_new_version(project: str, version: int | None) -> None:
+    """Pending edits belong to the version they were made on; a new version starts a fresh table."""
+    if st.session_state.get(BASE_KEY) != (project, version):
+        st.session_state.pop(EDITOR_KEY, None)
+        st.session_state.pop(CONSTRAINTS_KEY, None)
+        st.session_state[BASE_KEY] = (project, version)
+
+
+def genes_table(genes: tuple[Gene, ...]) -> pd.DataFrame:
+    """Explicit dtypes: an empty gene set must still give editable text columns, not float ones."""
+    return pd.DataFrame({"position": pd.Series(range(1, len(genes) + 1), dtype="Int64"),
+                         "name": pd.Series([g.name for g in genes], dtype="string"),
+                         "description": pd.Series([g.description for g in genes], dtype="string")})
+
+
+def show_current(current: GeneSet | None) -> None:
+    if current is None:
+        st.info("This project has no genes yet: propose them with the LLM or type them in the table below.")
+        return
+    st.markdown(f"**Version {current.version}** · {current.source}" + (f" · {current.note}" if current.note else ""))
+    st.dataframe(genes_table(current.genes).drop(columns="position"), hide_index=True)
+    if current.constraints:
+        st.markdown("Constraints:\n" + "\n".join(f"- {c}" for c in current.constraints))
+    else:
+        st.caption("No constraints.")
+
+
+def propose_section(current: GeneSet | None) -> None:
+    st.subheader("Propose genes")
+    config = state.llm_config()
+    left, right = st.columns([1, 3], vertical_alignment="bottom")
+    count = left.number_input("How many", min_value=2, max_value=6, value=4, key="propose_count")
+    if right.button("Propose genes with the LLM", help=f"One structured call to {config.model}"):
+        with st.spinner(f"Asking {config.model} for {count} genes…"), state.user_errors():
+            genes = propose_genes(state.store(), config, int(count))
+            saved = state.store().add_gene_set(genes, "llm", note=f"proposed by {config.model}",
+                                               constraints=current.constraints if current else ())
+            st.session_state[FLASH_KEY] = f"Saved {len(genes)} proposed genes as version {saved.version}."
+            st.rerun()
+
+
+def edit_section(current: GeneSet | None) -> None:
+    st.subheader("Edit genes and constraints")
+    st.caption("Rename a gene in its cell, add rows at the bottom, delete rows, and reorder by changing "
+               "`position`. Saving creates a new version; runs already made keep theirs.")
+    edited = st.data_editor(
+        genes_table(current.genes if current else ()),
+        key=EDITOR_KEY,
+        num_rows="dynamic",
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "position": st.column_config.NumberColumn("position", min_value=1, step=1, width="small"),
+            "name": st.column_config.TextColumn("name", max_chars=80),
+            "description": st.column_config.TextColumn("description", max_chars=500, width="large"),
+        },
+    )
+    text = st.text_area(
+        "Constraints, one per line", value="\n".join(current.constraints if current else ()), key=CONSTRAINTS_KEY,
+        placeholder="no named people\nunder 40 words", help="Every offspring prompt asks the model to respect these.",
+    )
+    if st.button("Save as new version", type="primary"):
+        with state.user_errors():
+            genes = genes_from_rows(edited.to_dict("records"))
+            constraints = constraints_from_text(text)
+            if current is not None and (tuple(genes), tuple(constraints)) == (current.genes, current.constraints):
+                st.info("Nothing changed: no new version saved.")
+                return
+            saved = state.store().add_gene_set(genes, "user", note="edited in the studio", constraints=constraints)
+            st.session_state[FLASH_KEY] = f"Saved version {saved.version}: {len(genes)} genes, " \
+                                          f"{len(constraints)} constraints."
+            st.rerun()
+
+
+def history_section(sets: list[GeneSet]) -> None:
+    with st.expander(f"Earlier versions ({max(len(sets) - 1, 0)})"):
+        if len(sets) < 2:
+            st.caption("Only one version so far.")
+        for gene_set in reversed(sets[:-1]):
+            st.markdown(f"**Version {gene_set.version}** · {gene_set.source}"
+                        + (f" · {gene_set.note}" if gene_set.note else ""))
+            st.markdown("\n".join(f"- {g.name}" + (f": {g.description}" if g.description else "")
+                                  for g in gene_set.genes) or "_no genes_")
+            if gene_set.constraints:
+                st.caption("Constraints: " + "; ".join(gene_set.constraints))
+
+
+st.title("Genes & constraints")
+store = state.store()
+sets = store.gene_sets()
+current_set = sets[-1] if sets else None
+reset_editor_on_new_version(state.project_name(), current_set.version if current_set else None)
+if message := st.session_state.pop(FLASH_KEY, None):
+    st.success(message)
+show_current(current_set)
+propose_section(current_set)
+edit_section(current_set)
+history_section(sets)

@@ -1,0 +1,203 @@
+"""Project page: open or create a project, describe its task and labels, and choose this session's LLM."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+from pydantic import SecretStr, ValidationError
+
+from datagen_core.config import LLMConfig
+from datagen_core.errors import DatagenError
+from datagen_core.ingest import clean_examples, prepare_project, read_upload
+from datagen_core.llm import check_connection
+from studio import state
+
+EMBEDDED = "Embedded (SmolLM2-135M, offline)"
+ENDPOINT = "OpenAI-compatible endpoint"
+FLASH_KEY = "project_flash"
+LLM_PROBLEM_KEY = "project_llm_problem"
+
+
+def switch_to(name: str) -> None:
+    """Open `name` and forget this page's own choice of project to open."""
+    state.open_project(name)
+    st.session_state.pop("open_choice", None)
+
+
+def on_open() -> None:
+    name = st.session_state["open_choice"]
+    switch_to(name)
+    st.session_state[FLASH_KEY] = f"Opened **{name}**."
+
+
+def open_section() -> None:
+    names = state.workspace().projects()
+    current = state.project_name()
+    st.subheader("Open a project")
+    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    left.selectbox("Projects in this folder", names, index=names.index(current) if current in names else 0,
+                   key="open_choice")
+    right.button("Open", on_click=on_open, disabled=not names)
+
+
+def default_column(columns: list[str], wanted: str, fallback: int) -> int:
+    return columns.index(wanted) if wanted in columns else min(fallback, len(columns) - 1)
+
+
+def suggested_name(filename: str) -> str:
+    stem = "".join(c if c.isalnum() or c in "_.-" else "-" for c in Path(filename).stem).strip("-._")
+    return stem[:64] or "my-project"
+
+
+def create_section() -> None:
+    """Upload, preview, pick columns, validate, describe, create: each step stops with a message when wrong."""
+    st.subheader("Create a project")
+    st.caption("A CSV, TSV, JSONL or Parquet file (UTF-8) with a text column and a label column: "
+               "at least two labels and two examples per label.")
+    upload = st.file_uploader("Labelled examples", type=["csv", "tsv", "jsonl", "ndjson", "json", "parquet"],
+                              key="upload")
+    if upload is None:
+        return
+    raw = state.attempt(lambda: read_upload(upload.name, upload.getvalue()))
+    if raw is None:
+        return
+    st.caption(f"{len(raw)} rows, {len(raw.columns)} columns. First rows:")
+    st.dataframe(raw.head(8), hide_index=True)
+    columns = [str(c) for c in raw.columns]
+    raw = raw.set_axis(columns, axis=1)
+    left, right = st.columns(2)
+    text_col = left.selectbox("Text column", columns, index=default_column(columns, "text", 0), key="new_text_col")
+    label_col = right.selectbox("Label column", columns, index=default_column(columns, "label", 1),
+                                key="new_label_col")
+    examples = state.attempt(lambda: clean_examples(raw, text_col, label_col, upload.name))
+    if examples is None:
+        return
+    counts = examples["label"].value_counts(sort=False)
+    st.success(f"{len(examples)} usable examples in {len(counts)} labels: "
+               + ", ".join(f"{label} ({n})" for label, n in counts.items()))
+    with st.form("create_project"):
+        name = st.text_input("Project name", value=suggested_name(upload.name), key="new_name",
+                             help="Letters, digits, '_', '-' or '.'; it names the project's file.")
+        task = st.text_input("Task", key="new_task", placeholder="e.g. SMS spam detection",
+                             help="What the classifier decides; every prompt names it.")
+        text_kind = st.text_input("What one sample is", key="new_kind", placeholder="e.g. SMS message, question")
+        st.caption("Label descriptions (optional; they tell the model what each label means)")
+        descriptions = {label: st.text_input(f"Label `{label}`", key=f"new_desc_{i}")
+                        for i, label in enumerate(counts.index)}
+        submitted = st.form_submit_button("Create project", type="primary")
+    if submitted:
+        with state.user_errors():
+            new = prepare_project(raw, text_col=text_col, label_col=label_col, source=upload.name, name=name,
+                                  task=task, text_kind=text_kind, label_descriptions=descriptions)
+            state.workspace().create_project(new.spec, new.labels, new.examples, source=new.source)
+            switch_to(new.spec.name)
+            st.session_state.pop("upload", None)
+            st.session_state[FLASH_KEY] = f"Created and opened **{new.spec.name}** ({len(new.examples)} examples)."
+            st.rerun()
+
+
+def details_section() -> None:
+    """The open project's task, sample kind and label descriptions, all of which go into the prompts."""
+    store = state.store()
+    project = store.project()
+    st.subheader(f"Project {project.name}")
+    st.caption(f"Created {project.created_at:%Y-%m-%d %H:%M} UTC from {project.source_file or 'an unknown source'}.")
+    counts = store.real_counts()
+    labels = store.labels()
+    st.dataframe(pd.DataFrame({"label": [lb.name for lb in labels],
+                               "real examples": [counts.get(lb.name, 0) for lb in labels],
+                               "description": [lb.description for lb in labels]}), hide_index=True)
+    with st.form(f"details_{project.name}"):
+        task = st.text_input("Task", value=project.task, key=f"task_{project.name}")
+        text_kind = st.text_input("What one sample is", value=project.text_kind, key=f"kind_{project.name}")
+        descriptions = {lb.name: st.text_input(f"Label `{lb.name}`", value=lb.description,
+                                               key=f"desc_{project.name}_{i}")
+                        for i, lb in enumerate(labels)}
+        saved = st.form_submit_button("Save details")
+    if saved:
+        with state.user_errors():
+            if not task.strip():
+                raise DatagenError("the task cannot be empty: every prompt names it")
+            if (task, text_kind) != (project.task, project.text_kind):
+                store.set_project_details(task.strip(), text_kind.strip() or "text")
+            for label in labels:
+                if descriptions[label.name].strip() != label.description:
+                    store.set_label_description(label.name, descriptions[label.name].strip())
+            st.session_state[FLASH_KEY] = "Saved the project's details."
+            st.rerun()
+
+
+def config_from_widgets() -> LLMConfig:
+    """The LLM settings as the widgets show them (validated by LLMConfig)."""
+    if st.session_state["llm_choice"] == EMBEDDED:
+        return LLMConfig(backend="embedded", max_in_flight=2)
+    key = st.session_state.get("llm_key", "")
+    model = st.session_state.get("llm_model", "").strip()
+    if not model:
+        raise DatagenError("an OpenAI-compatible endpoint needs a model name (e.g. gpt-4o-mini)")
+    return LLMConfig(backend="openai", base_url=st.session_state.get("llm_url", "").strip() or None, model=model,
+                     max_in_flight=int(st.session_state.get("llm_in_flight", 16)),
+                     session_api_key=SecretStr(key) if key else None)
+
+
+def on_apply_llm() -> None:
+    """Runs before the page (a button callback), so the sidebar already shows the new model."""
+    try:
+        state.set_llm_config(config_from_widgets())
+        st.session_state[LLM_PROBLEM_KEY] = False
+    except (DatagenError, ValidationError):
+        st.session_state[LLM_PROBLEM_KEY] = True  # the page draws why, where the settings are
+
+
+def llm_section() -> None:
+    st.subheader("Language model")
+    current = state.llm_config()
+    st.caption("Chosen for this browser session only; runs record the model and URL, never a key.")
+    choice = st.radio("Model", [EMBEDDED, ENDPOINT], index=0 if current.backend == "embedded" else 1,
+                      key="llm_choice", horizontal=True)
+    if choice == ENDPOINT:
+        openai = current.backend == "openai"
+        st.text_input("Base URL", value=current.base_url if openai else os.environ.get("DATAGEN_BASE_URL", ""),
+                      key="llm_url", placeholder="http://localhost:8000/v1")
+        st.text_input("Model", value=current.model if openai else os.environ.get("DATAGEN_MODEL", ""),
+                      key="llm_model", placeholder="e.g. gpt-4o-mini, Qwen/Qwen2.5-7B-Instruct")
+        typed = current.session_api_key.get_secret_value() if current.session_api_key else ""
+        st.text_input("API key", value=typed, key="llm_key", type="password",
+                      help="Kept in this session's memory only: never written to disk or to the project.")
+        env_note = ("is set" if os.environ.get("OPENAI_API_KEY") or os.environ.get("DATAGEN_API_KEY")
+                    else "is not set")
+        st.caption("Leave the key empty to use the environment variable `OPENAI_API_KEY` (or `DATAGEN_API_KEY`) "
+                   f"of the studio's process; it {env_note}. Local servers (vLLM, Ollama) accept any key.")
+        st.number_input("Requests in flight", min_value=1, max_value=4096,
+                        value=current.max_in_flight if openai else 16, key="llm_in_flight")
+    else:
+        st.caption("SmolLM2-135M-Instruct runs inside the studio, offline: demo quality, about 1 offspring/s.")
+    left, right = st.columns(2)
+    left.button("Use this model", on_click=on_apply_llm, type="primary")
+    test = right.button("Test connection", on_click=on_apply_llm)
+    if st.session_state.pop(LLM_PROBLEM_KEY, False):
+        with state.user_errors():
+            config_from_widgets()  # draws why the settings are not valid
+        return
+    if test:
+        config = state.llm_config()
+        with st.spinner(f"Asking {config.model}…"):
+            line = state.attempt(lambda: check_connection(config))
+        if line is not None:
+            st.success(f"Connected: {line}")
+
+
+st.title("Project")
+if message := st.session_state.pop(FLASH_KEY, None):
+    st.success(message)
+open_section()
+st.divider()
+with state.user_errors():
+    details_section()
+st.divider()
+llm_section()
+st.divider()
+create_section()

@@ -1,0 +1,121 @@
+"""The studio's Export page and the bytes behind its downloads: every format keeps the lineage."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from datagen_core.config import LLMConfig, RunConfig, SamplingParams
+from datagen_core.errors import DatagenError
+from datagen_core.export import dataset_card, export_bytes, export_frame, write_export
+from datagen_core.runner import run_generation, start_run
+from datagen_core.store import Store
+
+from .loopback_server import LoopbackServer
+from .studio_helpers import Studio, studio_session
+
+DEMO = "sms-spam-demo"
+LINEAGE = ("parent_ids", "gene_split", "prompt", "model", "raw_response", "sampling", "run_id", "llm_call_id")
+
+
+@pytest.fixture
+def studio(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Studio]:
+    yield from studio_session(tmp_path, monkeypatch)
+
+
+def evolve(studio: Studio, per_label: int = 3) -> tuple[Store, str]:
+    """A real run of the demo project against the loopback server; its 2nd answer is a refusal (filtered)."""
+    workspace = studio.workspace()
+    store = workspace.store(DEMO)
+    with LoopbackServer(faults=lambda number, _body: "refusal" if number == 2 else None) as server:
+        config = LLMConfig(backend="openai", base_url=server.base_url, model="loopback", max_in_flight=1)
+        run_id = start_run(store, RunConfig(per_label=per_label, seed=7, sampling=SamplingParams(max_tokens=64)),
+                           config)
+        summary = run_generation(store, config, run_id, embedder=workspace.embedder)
+    assert summary.status == "completed"
+    return store, run_id
+
+
+def metric(at: AppTest) -> str:
+    assert len(at.metric) == 1, [m.value for m in at.metric]
+    return at.metric[0].value
+
+
+def test_export_bytes_round_trip_every_format(studio: Studio, tmp_path: Path) -> None:
+    store, run_id = evolve(studio)
+    frame = export_frame(store, run_id=run_id)
+    assert len(frame) == 6
+    with_filtered = export_frame(store, run_id=run_id, include_filtered=True)
+    assert len(with_filtered) == 7 and with_filtered["filter_reason"].dropna().tolist() == ["refusal"]
+
+    csv = pd.read_csv(io.BytesIO(export_bytes(frame, "csv")))
+    jsonl = pd.read_json(io.BytesIO(export_bytes(frame, "jsonl")), lines=True)
+    parquet = pd.read_parquet(io.BytesIO(export_bytes(frame, "parquet")))
+    for fmt, back in (("csv", csv), ("jsonl", jsonl), ("parquet", parquet)):
+        assert len(back) == 6 and set(LINEAGE) <= set(back.columns), fmt
+        assert sorted(back["text"]) == sorted(frame["text"]), fmt
+        assert set(back["model"]) == {"loopback"} and back["raw_response"].str.len().min() > 0, fmt
+    # structure survives: lists and objects in JSONL/Parquet, JSON text in CSV
+    assert all(len(p) == 2 for p in jsonl["parent_ids"]) and all(len(p) == 2 for p in parquet["parent_ids"])
+    assert all(len(json.loads(p)) == 2 for p in csv["parent_ids"])
+    for split in [*jsonl["gene_split"], *map(json.loads, csv["gene_split"])]:
+        assert sorted(split["parent1"] + split["parent2"] + split["mutated"]) == sorted(
+            ["length", "tone", "subtopic", "writing style"])
+    assert set(parquet["gene_split"].iloc[0]) == {"parent1", "parent2", "mutated"}
+    assert all(json.loads(s)["max_tokens"] == 64 for s in csv["sampling"])
+
+    # write_export writes exactly the download's bytes
+    for fmt in ("csv", "jsonl", "parquet"):
+        target = tmp_path / "out" / f"export.{fmt}"
+        write_export(frame, target, fmt)  # type: ignore[arg-type]
+        assert target.read_bytes() == export_bytes(frame, fmt)  # type: ignore[arg-type]
+    with pytest.raises(DatagenError, match="unknown export format 'xlsx'"):
+        write_export(frame, tmp_path / "bad" / "export.xlsx", "xlsx")  # type: ignore[arg-type]
+    assert not (tmp_path / "bad").exists()  # nothing half-written
+
+
+def test_dataset_card_names_the_model_and_the_genes(studio: Studio) -> None:
+    store, run_id = evolve(studio)
+    card = dataset_card(store, export_frame(store, run_id=run_id), run_id)
+    assert "# Dataset card: sms-spam-demo" in card and "SMS spam detection" in card
+    assert "- model: loopback (openai, http://127.0.0.1:" in card
+    assert "genes (version 1): length (number of words); tone (" in card and "writing style" in card
+    assert "| ham | 3 | 0 | 3 | 0 | 30 |" in card  # 3 pending offspring, 30 real seeds
+
+
+def test_export_page_counts_filters_and_offers_downloads(studio: Studio) -> None:
+    at = studio.open_page("pages/export.py")
+    assert any("No synthetic samples yet" in i.value for i in at.info)
+    assert not at.download_button and not at.metric
+
+    store, run_id = evolve(studio)
+    first_ids = store.samples(run_id=run_id)["id"].tolist()[:2]
+    for sample_id in first_ids:
+        store.edit_sample(sample_id, status="accepted")
+    at.run()
+    assert not at.exception
+    assert metric(at) == "6"
+    labels = [b.label for b in at.download_button]
+    assert labels == ["Download CSV", "Download JSONL", "Download Parquet", "Download dataset card"]
+    assert sorted(at.dataframe[0].value["id"]) == sorted(store.samples(run_id=run_id)["id"])
+    card = at.expander[0]
+    assert card.label == "Dataset card"
+    assert any("loopback" in m.value and "writing style" in m.value for m in card.markdown)
+
+    at.selectbox(key="export_status").select("accepted only").run()
+    assert metric(at) == "2" and sorted(at.dataframe[0].value["id"]) == sorted(first_ids)
+    at.selectbox(key="export_status").select("rejected only").run()
+    assert not at.metric and any("No samples match" in i.value for i in at.info)
+    assert not at.exception
+
+    at.selectbox(key="export_status").select("all statuses")
+    at.selectbox(key="export_run").select(run_id)
+    at.checkbox(key="export_filtered").check().run()
+    assert metric(at) == "7"
+    assert at.dataframe[0].value["filter_reason"].dropna().tolist() == ["refusal"]

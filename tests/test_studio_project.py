@@ -1,0 +1,248 @@
+"""The studio's Project page: creating from an upload, opening, editing details and choosing the LLM."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+from streamlit.testing.v1.element_tree import Button
+
+from datagen_core.config import Label, ProjectSpec
+from datagen_core.errors import DatagenError
+from datagen_core.ingest import NewProject, prepare_project, read_upload
+from datagen_core.workspace import Workspace
+
+from .loopback_server import LoopbackServer
+from .studio_helpers import Studio, studio_session
+
+GOOD_CSV = (
+    b"message,category,id\n"
+    b"Are we still on for lunch tomorrow?,ham,1\n"
+    b"WINNER! Claim your free cruise now,spam,2\n"
+    b'"Running late, see you at the station",ham,3\n'
+    b'"Urgent: your account needs verification, reply YES",spam,4\n'
+    b"Can you pick up milk on the way home,ham,5\n"
+)
+
+
+@pytest.fixture
+def studio(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Studio]:
+    yield from studio_session(tmp_path, monkeypatch)
+
+
+def button(at: AppTest, label: str) -> Button:
+    matches = [b for b in at.button if b.label == label]
+    assert matches, f"no button {label!r}; have {[b.label for b in at.button]}"
+    return matches[0]
+
+
+def errors(at: AppTest) -> list[str]:
+    return [e.value for e in at.error]
+
+
+def subheaders(at: AppTest) -> list[str]:
+    return [s.value for s in at.subheader]
+
+
+def prepare(raw: pd.DataFrame, **overrides: str) -> NewProject:
+    answers = {"text_col": "message", "label_col": "category", "source": "upload.csv", "name": "sms-mine",
+               "task": "SMS spam detection", "text_kind": "SMS message"} | overrides
+    return prepare_project(raw, **answers, label_descriptions={"spam": "unsolicited"})
+
+
+# ------------------------------------------------------------------ core logic the page calls on an upload
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        ("broken.csv", b'text,label\n"never closed,ham\nok,spam\n', "cannot parse as csv"),
+        ("ragged.csv", b"text,label\nhello,ham\none,two,three,four\n", "cannot parse as csv"),
+        ("latin1.csv", "text,label\ncafé crème,ham\nthé,spam\n".encode("latin-1"), "not UTF-8"),
+        ("empty.csv", b"", "the file is empty"),
+        ("one-column.csv", b"text\nhello\nworld\n", "at least two columns"),
+        ("data.xlsx", b"PK\x03\x04", "unsupported file type"),
+        ("broken.parquet", b"PAR1 not really parquet", "cannot parse as parquet"),
+        ("broken.jsonl", b'{"text": "hi", "label": "ham"}\n{"text": \n', "cannot parse as jsonl"),
+    ],
+)
+def test_bad_uploads_are_refused_with_a_reason(name: str, data: bytes, message: str) -> None:
+    with pytest.raises(DatagenError, match=message):
+        read_upload(name, data)
+
+
+def test_bad_answers_are_refused_before_anything_is_written(tmp_path: Path) -> None:
+    raw = read_upload("upload.csv", GOOD_CSV)
+    assert list(raw.columns) == ["message", "category", "id"] and len(raw) == 5
+    with pytest.raises(DatagenError, match=r"missing column.*'label'"):
+        prepare(raw, label_col="label")
+    with pytest.raises(DatagenError, match="different columns"):
+        prepare(raw, label_col="message")
+    one_example = pd.concat([raw, pd.DataFrame([{"message": "lonely", "category": "other", "id": "6"}])])
+    with pytest.raises(DatagenError, match="'other' have fewer than 2 examples"):
+        prepare(one_example)
+    with pytest.raises(DatagenError, match="project name 'my project!' must be"):
+        prepare(raw, name="my project!")
+    with pytest.raises(DatagenError, match="describe the task"):
+        prepare(raw, task="  ")
+
+    new = prepare(raw, text_kind="")
+    assert new.spec == ProjectSpec(name="sms-mine", task="SMS spam detection", text_kind="text")
+    assert new.labels == [Label(name="ham"), Label(name="spam", description="unsolicited")]
+    assert sorted(new.examples.columns) == ["label", "text"] and len(new.examples) == 5
+
+    workspace = Workspace(tmp_path / "projects")
+    try:
+        store = workspace.create_project(new.spec, new.labels, new.examples, source=new.source)
+        assert store.real_counts() == {"ham": 3, "spam": 2}
+        with pytest.raises(DatagenError, match="already exists"):
+            workspace.create_project(new.spec, new.labels, new.examples, source=new.source)
+        assert workspace.projects() == ["sms-mine"]
+    finally:
+        workspace.close()
+
+
+# ----------------------------------------------------------------------------------------- the page
+def test_create_a_project_from_an_upload(studio: Studio) -> None:
+    at = studio.open_page("pages/project.py")
+    assert at.session_state["project"] == "sms-spam-demo" and "Project sms-spam-demo" in subheaders(at)
+
+    # a broken file: one message, the rest of the page still works
+    at.file_uploader(key="upload").set_value(("broken.csv", b'text,label\n"never closed,ham\n', "text/csv"))
+    at.run()
+    assert not at.exception and any("cannot parse as csv" in e for e in errors(at))
+    assert "Language model" in subheaders(at) and not [b for b in at.button if b.label == "Create project"]
+
+    # a label with one example: the preview shows, validation stops before the form
+    at.file_uploader(key="upload").set_value(("few.csv", GOOD_CSV + b"lonely,other,6\n", "text/csv"))
+    at.run()
+    assert any("'other' have fewer than 2 examples" in e for e in errors(at)) and len(at.dataframe) >= 2
+    assert not [b for b in at.button if b.label == "Create project"]
+
+    at.file_uploader(key="upload").set_value(("my sms.csv", GOOD_CSV, "text/csv"))
+    at.run()
+    assert not errors(at)
+    # no `text`/`label` columns: the first two columns are proposed
+    assert at.selectbox(key="new_text_col").value == "message"
+    assert at.selectbox(key="new_label_col").value == "category"
+    assert any("5 usable examples in 2 labels" in s.value for s in at.success)
+    assert at.text_input(key="new_name").value == "my-sms"
+
+    at.text_input(key="new_name").input("sms-spam-demo")  # taken
+    at.text_input(key="new_task").input("SMS spam detection")
+    button(at, "Create project").click()
+    at.run()
+    assert any("already exists" in e for e in errors(at)) and at.session_state["project"] == "sms-spam-demo"
+
+    at.text_input(key="new_name").input("mine")
+    at.text_input(key="new_kind").input("SMS message")
+    at.text_input(key="new_desc_1").input("an unsolicited commercial message")
+    button(at, "Create project").click()
+    at.run()
+    assert not at.exception and not errors(at)
+    assert at.session_state["project"] == "mine" and "Project mine" in subheaders(at)
+    assert any("Created and opened **mine**" in s.value for s in at.success)
+    store = studio.workspace().store("mine")
+    assert store.project().task == "SMS spam detection" and store.project().text_kind == "SMS message"
+    assert store.project().source_file == "my sms.csv"
+    assert store.labels() == [Label(name="ham"), Label(name="spam", description="an unsolicited commercial message")]
+    assert store.real_counts() == {"ham": 3, "spam": 2}
+    assert sorted(studio.workspace().projects()) == ["mine", "sms-spam-demo"]
+
+
+def test_open_another_project(studio: Studio) -> None:
+    at = studio.open_page("pages/project.py")
+    examples = pd.DataFrame({"text": ["where is Rome", "where is Oslo", "who wrote Emma", "who painted it"],
+                             "label": ["LOC", "LOC", "HUM", "HUM"]})
+    studio.workspace().create_project(ProjectSpec(name="trec-mini", task="question type", text_kind="question"),
+                                      [Label(name="LOC"), Label(name="HUM")], examples, source="inline")
+    at.run()
+    assert at.selectbox(key="open_choice").options == ["sms-spam-demo", "trec-mini"]
+    at.selectbox(key="open_choice").select("trec-mini")
+    button(at, "Open").click()
+    at.run()
+    assert not at.exception and at.session_state["project"] == "trec-mini"
+    assert "Project trec-mini" in subheaders(at)
+    assert at.text_input(key="task_trec-mini").value == "question type"
+    # the label table shows the real-example counts
+    labels = at.dataframe[0].value
+    assert dict(zip(labels["label"], labels["real examples"], strict=True)) == {"LOC": 2, "HUM": 2}
+    at.run()  # stays open on the next interaction
+    assert at.session_state["project"] == "trec-mini"
+    at.switch_page("pages/genes.py").run()
+    assert not at.exception and at.session_state["project"] == "trec-mini"
+
+
+def test_edit_task_and_label_descriptions(studio: Studio) -> None:
+    at = studio.open_page("pages/project.py")
+    store = studio.workspace().store("sms-spam-demo")
+    at.text_input(key="task_sms-spam-demo").input("spam filtering for a phone operator")
+    at.text_input(key="kind_sms-spam-demo").input("text message")
+    at.text_input(key="desc_sms-spam-demo_1").input("junk: prizes, loans, premium numbers")
+    button(at, "Save details").click()
+    at.run()
+    assert not at.exception and not errors(at)
+    assert any("Saved the project's details" in s.value for s in at.success)
+    assert store.project().task == "spam filtering for a phone operator"
+    assert store.project().text_kind == "text message"
+    assert {lb.name: lb.description for lb in store.labels()}["spam"] == "junk: prizes, loans, premium numbers"
+
+    at.text_input(key="task_sms-spam-demo").input("   ")
+    at.text_input(key="desc_sms-spam-demo_0").input("should not be saved")
+    button(at, "Save details").click()
+    at.run()
+    assert not at.exception and any("task cannot be empty" in e for e in errors(at))
+    assert store.project().task == "spam filtering for a phone operator"
+    assert "should not be saved" not in {lb.description for lb in store.labels()}
+
+
+def test_choose_an_endpoint_and_test_the_connection(studio: Studio) -> None:
+    at = studio.open_page("pages/project.py")
+    assert at.session_state["llm_config"].backend == "embedded"
+    at.radio(key="llm_choice").set_value("OpenAI-compatible endpoint").run()
+    assert at.text_input(key="llm_key").proto.type == at.text_input(key="llm_key").proto.PASSWORD
+    assert any("OPENAI_API_KEY" in c.value for c in at.caption)
+
+    at.text_input(key="llm_url").input("http://127.0.0.1:9/v1")
+    at.text_input(key="llm_model").input("some-model")
+    button(at, "Test connection").click()
+    at.run()
+    assert not at.exception
+    assert any("cannot reach" in e and "127.0.0.1:9" in e for e in errors(at))
+    assert at.session_state["llm_config"].base_url == "http://127.0.0.1:9/v1"
+
+    at.text_input(key="llm_model").input("")  # a URL without a model is refused, the old settings stay
+    button(at, "Use this model").click()
+    at.run()
+    assert any("needs a model name" in e for e in errors(at))
+    assert at.session_state["llm_config"].model == "some-model"
+
+    secret = "sk-session-only-4711"
+    with LoopbackServer(api_key=secret) as server:
+        at.text_input(key="llm_url").input(server.base_url)
+        at.text_input(key="llm_model").input("loopback")
+        at.text_input(key="llm_key").input(secret)
+        button(at, "Test connection").click()
+        at.run()
+        assert not errors(at), errors(at)
+        assert any(s.value.startswith("Connected: loopback answered") for s in at.success)
+        config = at.session_state["llm_config"]
+        assert config.backend == "openai" and config.model == "loopback" and config.api_key() == secret
+        assert server.stats.completions >= 1
+
+        at.text_input(key="llm_key").input("sk-wrong")  # the loopback server checks the key
+        button(at, "Test connection").click()
+        at.run()
+        assert any("refused the API key" in e for e in errors(at)) and not at.success
+
+    # the key lives in the session only: not in the project files, not in the serialised config
+    assert secret not in config.model_dump_json()
+    for path in studio.home.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+
+    at.radio(key="llm_choice").set_value("Embedded (SmolLM2-135M, offline)")
+    button(at, "Use this model").click()
+    at.run()
+    assert at.session_state["llm_config"].backend == "embedded" and not errors(at)
