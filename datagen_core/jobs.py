@@ -105,7 +105,7 @@ class RunJob(RunObserver):
                 self._state = "stopping"
                 self._stop.set()
                 return
-            if self._state != "paused":
+            if self._state not in ("paused", "failed"):  # a failed run may be given up too
                 return
             self._state = "stopped"
         self.store.set_run_status(self.run_id, "stopped")
@@ -180,10 +180,14 @@ class RunManager:
         with self._lock:
             job = self._jobs.get(key)
             if job is None:
+                # No job in this process (studio restarted, CLI run): the store says whether it may go on.
+                status = store.run(run_id).status
+                if status in ("stopped", "completed"):
+                    raise DatagenError(f"run {run_id} is {status}; start a new run instead")
                 job = RunJob(store, run_id, llm_config, self.embedder)
                 self._jobs[key] = job
-            else:
-                job.llm_config = llm_config
+            elif not job.snapshot().active:
+                job.llm_config = llm_config  # a resume may use this session's model settings
         job.start()
         return job
 

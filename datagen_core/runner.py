@@ -142,24 +142,24 @@ class Runner:
 
     # -------------------------------------------------------------- loop
     def _schedule(self, tasks: set[asyncio.Task[_Landed]]) -> None:
-        """Fill the in-flight budget round-robin over labels that still need offspring."""
+        """Fill the in-flight budget, each slot to the label furthest behind its target (fair at any budget)."""
+        waiting = [label for label in self.labels if not self.progress[label].exhausted]
         while len(tasks) < self.llm.max_in_flight and not self.stop.is_set():
-            scheduled = False
-            for label in self.labels:
-                state = self.progress[label]
-                if len(tasks) >= self.llm.max_in_flight or state.exhausted or state.needed <= 0:
-                    continue
-                request = self.method.next_request(label)
-                if request is None:
-                    if state.in_flight == 0:
-                        state.exhausted = True
-                        self._message("warning", f"label {label!r}: every parent pair is used; stopping this label")
-                    continue
-                state.in_flight += 1
-                tasks.add(asyncio.create_task(self._ask(request)))
-                scheduled = True
-            if not scheduled:
+            open_labels = [label for label in waiting if self.progress[label].needed > 0]
+            if not open_labels:
                 return
+            label = min(open_labels, key=lambda lb: (self.progress[lb].target - self.progress[lb].needed)
+                        / self.progress[lb].target)
+            state = self.progress[label]
+            request = self.method.next_request(label)
+            if request is None:
+                waiting.remove(label)
+                if state.in_flight == 0:
+                    state.exhausted = True
+                    self._message("warning", f"label {label!r}: every parent pair is used; stopping this label")
+                continue
+            state.in_flight += 1
+            tasks.add(asyncio.create_task(self._ask(request)))
 
     async def _ask(self, request: GenerationRequest) -> _Landed:
         requested_at = utcnow()

@@ -291,8 +291,9 @@ class Store:
         cur.commit()
 
     def _scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        row = self.cursor().execute(sql, list(params)).fetchone()
-        return None if row is None else row[0]
+        # fetchall, not fetchone: DuckDB 2 keeps a half-read result open and then refuses `register` on the cursor
+        rows = self.cursor().execute(sql, list(params)).fetchall()
+        return rows[0][0] if rows else None
 
     def _allocate_ids(self, cur: duckdb.DuckDBPyConnection, n: int) -> list[int]:
         return [r[0] for r in cur.execute("SELECT nextval('sample_ids') FROM range(?)", [n]).fetchall()]
@@ -317,9 +318,9 @@ class Store:
 
     # --------------------------------------------------------------- project
     def project(self) -> ProjectInfo:
-        row = self.cursor().execute("SELECT name, task, text_kind, source_file, created_at FROM project").fetchone()
-        assert row is not None, "project row missing"
-        return ProjectInfo(*row)
+        rows = self.cursor().execute("SELECT name, task, text_kind, source_file, created_at FROM project").fetchall()
+        assert rows, "project row missing"
+        return ProjectInfo(*rows[0])
 
     def labels(self) -> list[Label]:
         rows = self.cursor().execute("SELECT name, description FROM labels ORDER BY position").fetchall()
@@ -447,6 +448,15 @@ class Store:
         ).fetchall()
         return dict(rows)
 
+    def label_counts(self, run_id: str) -> dict[str, tuple[int, int]]:
+        """(kept, filtered) offspring per label of a run: progress from the store when no job is live."""
+        rows = self.cursor().execute(
+            "SELECT label, count(*) FILTER (WHERE filter_reason IS NULL), count(*) FILTER (WHERE filter_reason "
+            "IS NOT NULL) FROM samples WHERE run_id = ? GROUP BY label",
+            [run_id],
+        ).fetchall()
+        return {label: (int(kept), int(filtered)) for label, kept, filtered in rows}
+
     def used_pairs(self, run_id: str, label: str) -> list[tuple[int, int]]:
         rows = self.cursor().execute(
             "SELECT parent_ids FROM samples WHERE run_id = ? AND label = ? AND len(parent_ids) = 2",
@@ -469,7 +479,7 @@ class Store:
             "coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0), coalesce(sum(attempts), 0) "
             "FROM llm_calls WHERE run_id = ?",
             [run_id],
-        ).fetchone()
+        ).fetchall()[0]
         keys = ("calls", "cached_calls", "failed_calls", "prompt_tokens", "completion_tokens", "attempts")
         return dict(zip(keys, row, strict=True))
 
@@ -648,10 +658,17 @@ class Store:
     # ----------------------------------------------------------- projections
     def projection(self, projection_id: str) -> tuple[bytes | None, int] | None:
         """A fitted 2-D projection (pickled model, number of texts it was fitted on), or None."""
-        row = self.cursor().execute(
+        rows = self.cursor().execute(
             "SELECT model, fitted_on FROM projections WHERE id = ?", [projection_id]
-        ).fetchone()
-        return None if row is None else (row[0], int(row[1]))
+        ).fetchall()
+        return (rows[0][0], int(rows[0][1])) if rows else None
+
+    def projection_info(self, projection_id: str) -> tuple[int, datetime] | None:
+        """(texts fitted on, when) of a projection, without reading its pickled model (large for big maps)."""
+        rows = self.cursor().execute(
+            "SELECT fitted_on, created_at FROM projections WHERE id = ?", [projection_id]
+        ).fetchall()
+        return (int(rows[0][0]), rows[0][1]) if rows else None
 
     def save_projection(
         self, projection_id: str, embed_model: str, params: dict[str, Any], model: bytes | None,
@@ -684,12 +701,12 @@ class Store:
 
     # ------------------------------------------------------------- LLM calls
     def cached_response(self, cache_key: str) -> tuple[str, str | None, int, int] | None:
-        row = self.cursor().execute(
+        rows = self.cursor().execute(
             "SELECT response, finish_reason, prompt_tokens, completion_tokens FROM llm_calls "
             "WHERE cache_key = ? AND error IS NULL AND NOT cached LIMIT 1",
             [cache_key],
-        ).fetchone()
-        return None if row is None else (row[0], row[1], int(row[2]), int(row[3]))
+        ).fetchall()
+        return (rows[0][0], rows[0][1], int(rows[0][2]), int(rows[0][3])) if rows else None
 
     def insert_llm_calls(self, calls: Sequence[LLMCallRecord]) -> None:
         with self.transaction() as cur:

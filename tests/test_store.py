@@ -32,14 +32,16 @@ def test_edits_keep_history_and_never_lose_the_original(home: Path) -> None:
         original = store.real_examples("HUM")["text"][0]
         store.edit_sample(sample_id, text="Who wrote Hamlet ?")
         store.edit_sample(sample_id, text="Who wrote Macbeth ?", status="rejected")
-        store.edit_sample(sample_id, label="ENTY", actor="reviewer")
-        store.edit_sample(sample_id, label="ENTY")  # no change, no history row
+        store.edit_sample(sample_id, label="LOC", actor="reviewer")
+        store.edit_sample(sample_id, label="LOC")  # no change, no history row
         history = store.sample_history(sample_id)
         assert list(history["field"]) == ["text", "text", "status", "label"]
         assert history["old_value"][0] == original and history["new_value"][1] == "Who wrote Macbeth ?"
         assert history["actor"].iloc[-1] == "reviewer"
         with pytest.raises(DatagenError, match="status must be"):
             store.edit_sample(sample_id, status="maybe")
+        with pytest.raises(DatagenError, match="unknown label 'ENTY'"):
+            store.edit_sample(sample_id, label="ENTY")
         with pytest.raises(DatagenError, match="unknown sample"):
             store.edit_sample(10**9, text="x")
 

@@ -1,0 +1,267 @@
+"""Evolve: start, watch, pause, resume and stop Genetic Prompt runs.
+
+A run executes in a background thread of the studio's process (`datagen_core.jobs`), so it keeps going
+while the user browses other pages; this page only starts it, steers it and draws what the store and the
+job's snapshot say. The live feed is a fragment that reruns every few seconds while a job is active.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from datagen_core.config import GeneticOptions, LLMConfig, RunConfig, SamplingParams
+from datagen_core.jobs import JobSnapshot
+from datagen_core.runner import start_run
+from datagen_core.store import RunInfo, SampleFilter, Store
+from studio import state
+
+LIVE_SECONDS = 2.0  # how often the feed redraws while a job is active
+CARDS = 6  # newest offspring shown as cards
+RUN_KEY = "evolve_run"
+STOP_CONFIRM_KEY = "evolve_confirm_stop"
+RESUMABLE = ("running", "interrupted", "failed")  # store statuses a run may go on from
+_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>$~:])")
+
+
+def quoted(text: str) -> str:
+    """A user or model text as a markdown quote, with markdown syntax escaped so it shows as written."""
+    escaped = _MARKDOWN_SPECIALS.sub(r"\\\1", text.strip())
+    return "\n".join(f"> {line}" if line else ">" for line in escaped.splitlines()) or "> *(empty)*"
+
+
+def gene_split(raw: Any) -> dict[str, list[str]]:
+    """The stored split JSON as {"parent1", "parent2", "mutated"}; empty lists when the sample has none."""
+    parsed = json.loads(raw) if isinstance(raw, str) and raw else {}
+    return {role: list(parsed.get(role, [])) for role in ("parent1", "parent2", "mutated")}
+
+
+def parent_ids(value: Any) -> list[int]:
+    """A sample's parent ids; NULL (a real seed) comes back from DuckDB as None or pandas.NA."""
+    return [int(i) for i in value] if isinstance(value, list | tuple) or hasattr(value, "__array__") else []
+
+
+def genes_text(genes: list[str]) -> str:
+    return ", ".join(f"`{g}`" for g in genes) if genes else "—"
+
+
+# --------------------------------------------------------------------------- new run
+def new_run_form(store: Store, llm_config: LLMConfig) -> None:
+    """The options of a new run; Start records it and launches it in the background."""
+    labels = [lb.name for lb in store.labels()]
+    defaults = llm_config.default_sampling()
+    with st.expander("New run", expanded=not store.runs()), st.form("evolve_new_run"):
+        if store.gene_set() is None:
+            st.warning("This project has no genes yet: set them on the **Genes** page before starting a run.")
+        chosen = st.multiselect("Labels", labels, default=labels, key="evolve_labels")
+        left, middle, right = st.columns(3)
+        per_label = left.number_input("Target per label", min_value=1, max_value=1_000_000, value=20, step=10,
+                                      key="evolve_per_label")
+        in_flight = middle.number_input("Requests in flight", min_value=1, max_value=4096,
+                                        value=llm_config.max_in_flight, key="evolve_in_flight")
+        seed = right.number_input("Seed (empty = random)", min_value=0, max_value=2**31 - 1, value=None, step=1,
+                                  key="evolve_seed")
+        left, middle, right = st.columns(3)
+        selection = left.radio("Parent selection", ["farthest", "random"], key="evolve_selection",
+                               format_func=lambda s: "farthest pair (active)" if s == "farthest" else "random pair",
+                               help="The paper's active selection, or its random-parents ablation.")
+        mutation = middle.checkbox("Mutation", value=True, key="evolve_mutation",
+                                   help="Off: the no-mutation ablation (every gene inherited).")
+        temperature = right.slider("Temperature", 0.0, 2.0, float(defaults.temperature), 0.05,
+                                   key="evolve_temperature")
+        submitted = st.form_submit_button("Start run", type="primary")
+    if not submitted:
+        return
+    if not chosen:
+        st.error("Pick at least one label.", icon="⚠️")
+        return
+    session_llm = llm_config.model_copy(update={"max_in_flight": int(in_flight)})
+    config = RunConfig(
+        per_label=int(per_label),
+        labels=tuple(chosen) if len(chosen) < len(labels) else (),
+        seed=int(seed) if seed is not None else random.randrange(2**31),
+        sampling=SamplingParams(temperature=float(temperature), top_p=defaults.top_p,
+                                max_tokens=defaults.max_tokens, repeat_penalty=defaults.repeat_penalty),
+        genetic=GeneticOptions(parent_selection=selection, mutation=bool(mutation)),
+        worked_example=llm_config.backend == "embedded",
+    )
+
+    def launch() -> str:
+        run_id = start_run(store, config, session_llm)
+        state.workspace().runs.launch(store, run_id, session_llm)
+        return run_id
+
+    run_id = state.attempt(launch)
+    if run_id is not None:
+        st.session_state[RUN_KEY] = run_id
+        st.toast(f"Run {run_id} started")
+
+
+# ------------------------------------------------------------------------ the feed
+def run_caption(run: RunInfo) -> str:
+    return f"{run.id} · {run.status} · {run.config.per_label} per label · {run.created_at:%Y-%m-%d %H:%M}"
+
+
+def controls(store: Store, run: RunInfo, snap: JobSnapshot | None, llm_config: LLMConfig) -> None:
+    """Pause / resume / stop, always in this order; each action redraws the whole page."""
+    runs = state.workspace().runs
+    job = runs.job(store, run.id)
+    active = snap is not None and snap.active
+    finished = run.status in ("completed", "stopped") or (snap is not None and snap.state in ("completed", "stopped"))
+    can_resume = not active and not finished and run.status in RESUMABLE
+    pause, resume, stop, _ = st.columns([1, 1, 1, 3])
+    if pause.button("Pause", key="evolve_pause", disabled=not active or snap.state not in ("starting", "running")):
+        if job is not None:
+            job.pause()
+        st.rerun()
+    resumed = resume.button("Resume", key="evolve_resume", disabled=not can_resume,
+                            type="primary" if can_resume else "secondary")
+    if resumed and state.attempt(lambda: runs.launch(store, run.id, llm_config)) is not None:
+        st.rerun()
+    if stop.button("Stop…", key="evolve_stop", disabled=finished or not (active or can_resume)):
+        st.session_state[STOP_CONFIRM_KEY] = run.id
+    if st.session_state.get(STOP_CONFIRM_KEY) == run.id and not finished:
+        st.warning(f"Stop run {run.id} for good? What landed stays; the run cannot be resumed afterwards.")
+        yes, no, _ = st.columns([1, 1, 4])
+        if yes.button("Yes, stop it", key="evolve_stop_yes", type="primary"):
+            st.session_state.pop(STOP_CONFIRM_KEY, None)
+            if job is None:  # no live job (studio restarted): the store is the only state to change
+                store.set_run_status(run.id, "stopped")
+            else:
+                job.stop()
+            st.rerun()
+        if no.button("Cancel", key="evolve_stop_no"):
+            st.session_state.pop(STOP_CONFIRM_KEY, None)
+            st.rerun()
+    if can_resume and run.llm.get("model") != llm_config.model:
+        st.caption(f"Resuming uses this session's model **{llm_config.model}**; the run started with "
+                   f"**{run.llm.get('model')}**.")
+
+
+def progress_bars(store: Store, run: RunInfo, snap: JobSnapshot | None) -> None:
+    """Per label: kept/target from the store (the truth), failed and in flight from the live job."""
+    counts = store.label_counts(run.id)
+    labels = list(run.config.labels) or [lb.name for lb in store.labels()]
+    target = run.config.per_label
+    for label in labels:
+        kept, filtered = counts.get(label, (0, 0))
+        live = snap.progress.get(label) if snap is not None else None
+        failed, in_flight = (live.failed, live.in_flight) if live is not None else (0, 0)
+        st.progress(min(kept / target, 1.0),
+                    text=f"**{label}**: {kept}/{target} kept · {filtered} filtered · {failed} failed · "
+                         f"{in_flight} in flight")
+
+
+def usage_metrics(store: Store, run: RunInfo, snap: JobSnapshot | None) -> None:
+    usage = store.run_usage(run.id)
+    calls, attempts = int(usage["calls"]), int(usage["attempts"])
+    cols = st.columns(6)
+    cols[0].metric("Job", snap.state if snap is not None else "no live job")
+    cols[1].metric("LLM calls", calls, help="Answered from the cache: "
+                   f"{int(usage['cached_calls'])}")
+    cols[2].metric("Failed calls", int(usage["failed_calls"]))
+    cols[3].metric("Retries", max(attempts - calls, 0), help="Extra attempts after 429s, 5xx and timeouts.")
+    cols[4].metric("Tokens in / out", f"{int(usage['prompt_tokens'])} / {int(usage['completion_tokens'])}")
+    if snap is not None and snap.seconds > 0:
+        cols[5].metric("Offspring / s", f"{snap.landed / snap.seconds:.2f}", help=f"{snap.seconds:.0f} s running")
+
+
+def messages(run: RunInfo, snap: JobSnapshot | None) -> None:
+    """The job's error and recent warnings (retries that gave up, refusals, exhausted labels)."""
+    error = (snap.error if snap is not None else None) or run.error
+    if error:
+        st.error(f"Run {run.id}: {error}", icon="⚠️")
+    if snap is None or not snap.messages:
+        return
+    notable = [m for m in snap.messages if m.level in ("warning", "error")]
+    with st.expander(f"Messages ({len(notable)} warnings or errors, {len(snap.messages)} in all)",
+                     expanded=bool(notable) and not snap.active):
+        for message in reversed(snap.messages[-30:]):
+            st.caption(f"{message.at:%H:%M:%S} · {message.level} · {message.text}")
+
+
+def offspring_card(row: pd.Series, parents: dict[int, pd.Series]) -> None:
+    """One offspring with both parents side by side and which genes came from where."""
+    split = gene_split(row["gene_split"])
+    with st.container(border=True):
+        head = f"**#{row['id']}** · {row['label']} · {row['status']}"
+        if isinstance(row["filter_reason"], str) and row["filter_reason"]:
+            head += f" · :orange[filtered: {row['filter_reason']}]"
+        st.markdown(head)
+        st.markdown(quoted(row["text"]))
+        st.markdown(f"From parent 1: {genes_text(split['parent1'])} · From parent 2: {genes_text(split['parent2'])}"
+                    f" · Mutated: {genes_text(split['mutated'])}")
+        columns = st.columns(2)
+        for position, (column, parent_id) in enumerate(zip(columns, parent_ids(row["parent_ids"]), strict=False),
+                                                         start=1):
+            parent = parents.get(parent_id)
+            with column:
+                genes = split[f"parent{position}"]
+                if parent is None:
+                    st.caption(f"Parent {position} #{parent_id}: no longer in the store")
+                    continue
+                st.caption(f"Parent {position} · #{parent_id} · {parent['origin']} · gives {genes_text(genes)}")
+                st.markdown(quoted(parent["text"]))
+
+
+def newest_offspring(store: Store, run: RunInfo) -> None:
+    page = store.sample_page(SampleFilter(run_ids=(run.id,), include_filtered=True), limit=CARDS)
+    if page.empty:
+        st.caption("No offspring yet.")
+        return
+    wanted = {p for ids in page["parent_ids"] for p in parent_ids(ids)}
+    found = store.samples_by_ids(sorted(wanted))
+    parents = {int(r["id"]): r for _, r in found.iterrows()}
+    st.subheader("Newest offspring")
+    for _, row in page.iterrows():
+        offspring_card(row, parents)
+
+
+def live_feed(run_id: str, live: bool) -> None:
+    """Everything that changes while a run goes on; reruns on its own every LIVE_SECONDS while live."""
+    store = state.store()
+    run = store.run(run_id)
+    job = state.workspace().runs.job(store, run_id)
+    snap = job.snapshot() if job is not None else None
+    if live and (snap is None or not snap.active):
+        st.rerun()  # the job just ended: redraw the page so the feed stops ticking and buttons update
+    config = run.config
+    st.caption(
+        f"Model {run.llm.get('model')} · {config.genetic.parent_selection} parents · mutation "
+        f"{'on' if config.genetic.mutation else 'off'} · temperature {config.sampling.temperature} · seed "
+        f"{config.seed} · gene set v{run.gene_set_version}"
+    )
+    controls(store, run, snap, state.llm_config())
+    messages(run, snap)
+    progress_bars(store, run, snap)
+    usage_metrics(store, run, snap)
+    newest_offspring(store, run)
+
+
+def main() -> None:
+    st.title("Evolve")
+    store = state.store()
+    llm_config = state.llm_config()
+    new_run_form(store, llm_config)
+
+    runs = list(reversed(store.runs()))
+    if not runs:
+        st.info("No runs yet: pick labels and a target above, then **Start run**.")
+        return
+    ids = [r.id for r in runs]
+    if st.session_state.get(RUN_KEY) not in ids:
+        st.session_state[RUN_KEY] = ids[0]
+    by_id = {r.id: r for r in runs}
+    run_id = st.selectbox("Run", ids, key=RUN_KEY, format_func=lambda i: run_caption(by_id[i]))
+    job = state.workspace().runs.job(store, run_id)
+    live = job is not None and job.snapshot().active
+    st.fragment(live_feed, run_every=LIVE_SECONDS if live else None)(run_id, live)
+
+
+if __name__ == "__main__":  # Streamlit runs pages as __main__; tests import the helpers
+    main()

@@ -1,0 +1,206 @@
+"""Map: every sample's embedding in 2-D (UMAP), coloured by label, real seeds and offspring apart.
+
+The projection lives in the store (`datagen_core.projection`): fitted once, new offspring placed with the
+fitted model, so points never move when filters change or a run adds offspring. Clicking an offspring
+draws its lineage: lines to both parents and, below the chart, the three texts and the gene split.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import textwrap
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.colors import qualitative
+
+from datagen_core.projection import EmbeddingMap
+from datagen_core.store import SAMPLE_STATUSES, SampleFilter, Store
+from studio import state
+
+CHART_KEY = "map_chart"
+FOCUS_KEY = "map_focus"
+ORIGINS = {"real and synthetic": None, "synthetic": "synthetic", "real": "real"}
+SYMBOLS = {"real": "circle", "synthetic": "diamond"}
+WEBGL_ABOVE = 3000  # points; SVG scatter gets slow beyond a few thousand
+_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>$~:])")
+
+
+def quoted(text: str) -> str:
+    """A sample's text as a markdown quote, with markdown syntax escaped so it shows as written."""
+    escaped = _MARKDOWN_SPECIALS.sub(r"\\\1", text.strip())
+    return "\n".join(f"> {line}" if line else ">" for line in escaped.splitlines()) or "> *(empty)*"
+
+
+def parent_ids(value: Any) -> list[int]:
+    """A sample's parent ids; NULL (a real seed) comes back from DuckDB as None or pandas.NA."""
+    return [int(i) for i in value] if isinstance(value, list | tuple) or hasattr(value, "__array__") else []
+
+
+def hover_text(row: pd.Series) -> str:
+    """Wrapped, truncated and HTML-escaped text plus what the point is, for the hover box."""
+    text = row["text"] if len(row["text"]) <= 280 else row["text"][:279] + "…"
+    wrapped = "<br>".join(html.escape(line) for line in textwrap.wrap(text, 60)) or "(empty)"
+    return f"{wrapped}<br><b>{html.escape(row['label'])}</b> · {row['origin']} · {row['status']} · #{row['id']}"
+
+
+# ---------------------------------------------------------------------------- state
+def filters(store: Store) -> SampleFilter:
+    labels = [lb.name for lb in store.labels()]
+    runs = [r.id for r in reversed(store.runs())]
+    cols = st.columns([2, 2, 2, 2, 1])
+    run_ids = cols[0].multiselect("Run", runs, key="map_runs",
+                                  help="Offspring of these runs; add origin 'real' seeds with the origin filter.")
+    chosen_labels = cols[1].multiselect("Label", labels, key="map_labels")
+    statuses = cols[2].multiselect("Status", list(SAMPLE_STATUSES), key="map_statuses")
+    origin = cols[3].selectbox("Origin", list(ORIGINS), key="map_origin")
+    include_filtered = cols[4].checkbox("Filtered outputs", key="map_filtered",
+                                        help="Also draw outputs the engine dropped (refusals, duplicates, ...).")
+    return SampleFilter(run_ids=tuple(run_ids), labels=tuple(chosen_labels), statuses=tuple(statuses),
+                        origin=ORIGINS[origin], include_filtered=include_filtered)
+
+
+def selected_id(event: Any) -> int | None:
+    """The sample id of the first clicked point that carries one (lineage lines and markers carry none)."""
+    selection = (event or {}).get("selection") or {}
+    for point in selection.get("points") or []:
+        custom = point.get("customdata")
+        if isinstance(custom, list | tuple):
+            custom = custom[0] if custom else None
+        if isinstance(custom, int | float | str) and str(custom).lstrip("-").isdigit():
+            return int(custom)
+    return None
+
+
+def on_select() -> None:
+    """Remember the clicked sample: the chart's own selection resets when the lineage lines change the figure."""
+    chosen = selected_id(st.session_state.get(CHART_KEY))
+    if chosen is not None:
+        st.session_state[FOCUS_KEY] = chosen
+
+
+def clear_focus() -> None:
+    st.session_state.pop(FOCUS_KEY, None)
+
+
+# --------------------------------------------------------------------------- figure
+def figure(points: pd.DataFrame, label_order: list[str], lineage: pd.DataFrame | None) -> go.Figure:
+    """One trace per label and origin (colour = label, symbol = origin); lineage lines on top."""
+    palette = qualitative.Plotly + qualitative.D3
+    colours = {label: palette[i % len(palette)] for i, label in enumerate(label_order)}
+    scatter = go.Scattergl if len(points) > WEBGL_ABOVE else go.Scatter
+    fig = go.Figure()
+    for (label, origin), group in points.groupby(["label", "origin"], sort=False):
+        fig.add_trace(scatter(
+            x=group["x"], y=group["y"], mode="markers", name=f"{label} · {origin}",
+            marker={"color": colours.get(label, "#888888"), "symbol": SYMBOLS.get(origin, "circle"),
+                    "size": 7 if origin == "real" else 9, "opacity": [0.35 if s == "rejected" else 0.85
+                                                                      for s in group["status"]],
+                    "line": {"width": 0.5, "color": "white"}},
+            customdata=[[int(i)] for i in group["id"]],  # plain lists: the click returns [id]
+            hovertext=[hover_text(r) for _, r in group.iterrows()],
+            hovertemplate="%{hovertext}<extra></extra>",
+        ))
+    if lineage is not None and not lineage.empty:
+        child = lineage.iloc[0]
+        for position, (_, parent) in enumerate(lineage.iloc[1:].iterrows(), start=1):
+            fig.add_trace(go.Scatter(
+                x=[child["x"], parent["x"]], y=[child["y"], parent["y"]], mode="lines+markers+text",
+                line={"color": "#222222", "width": 2, "dash": "solid" if position == 1 else "dot"},
+                marker={"size": [0, 16], "symbol": "circle-open", "color": "#222222"},
+                text=["", f"parent {position}"], textposition="top center", hoverinfo="skip",
+                name=f"parent {position}", showlegend=False,
+            ))
+        fig.add_trace(go.Scatter(
+            x=[child["x"]], y=[child["y"]], mode="markers", hoverinfo="skip", showlegend=False, name="selected",
+            marker={"size": 20, "symbol": "star-open", "color": "#222222", "line": {"width": 2}},
+        ))
+    fig.update_layout(height=620, margin={"l": 10, "r": 10, "t": 30, "b": 10}, legend_title_text="label · origin",
+                      dragmode="pan", hovermode="closest", clickmode="event+select")
+    fig.update_xaxes(showticklabels=False, title=None, zeroline=False)
+    fig.update_yaxes(showticklabels=False, title=None, zeroline=False, scaleanchor="x")
+    return fig
+
+
+# ---------------------------------------------------------------------------- focus
+def lineage_of(emap: EmbeddingMap, focus: int | None) -> pd.DataFrame | None:
+    """The focused sample first, then its parents in order, each with x, y (parents may be filtered out)."""
+    if focus is None:
+        return None
+    found = emap.locate([focus])
+    if found.empty:
+        return None
+    parents = parent_ids(found.iloc[0]["parent_ids"])
+    if not parents:
+        return found
+    located = emap.locate(parents)
+    ordered = [located[located["id"] == p].iloc[:1] for p in parents]
+    return pd.concat([found, *ordered], ignore_index=True)
+
+
+def focus_panel(store: Store, lineage: pd.DataFrame) -> None:
+    """The selected sample, its parents side by side and which genes each parent gave."""
+    child = lineage.iloc[0]
+    sample = store.samples_by_ids([int(child["id"])]).iloc[0]
+    head, clear = st.columns([5, 1])
+    head.markdown(f"**Selected #{int(child['id'])}** · {child['label']} · {child['origin']} · {child['status']}")
+    clear.button("Clear selection", key="map_clear", on_click=clear_focus)
+    if len(lineage) == 1:
+        st.markdown(quoted(str(child["text"])))
+        st.caption("A real seed: it has no parents." if child["origin"] == "real" else "No parents recorded.")
+        return
+    split = json.loads(sample["gene_split"]) if isinstance(sample["gene_split"], str) else {}
+    columns = st.columns(3)
+    with columns[0]:
+        st.caption(f"Offspring · mutated: {', '.join(split.get('mutated', [])) or '—'}")
+        st.markdown(quoted(str(child["text"])))
+    for position, (column, (_, parent)) in enumerate(zip(columns[1:], lineage.iloc[1:].iterrows(), strict=False),
+                                                      start=1):
+        with column:
+            genes = ", ".join(split.get(f"parent{position}", [])) or "—"
+            st.caption(f"Parent {position} · #{int(parent['id'])} · {parent['origin']} · gives: {genes}")
+            st.markdown(quoted(str(parent["text"])))
+    st.markdown(
+        f"Gene split: from parent 1 **{', '.join(split.get('parent1', [])) or '—'}** · from parent 2 "
+        f"**{', '.join(split.get('parent2', [])) or '—'}** · mutated **{', '.join(split.get('mutated', [])) or '—'}**"
+    )
+
+
+def main() -> None:
+    st.title("Map")
+    store = state.store()
+    emap = EmbeddingMap(store, state.workspace().embedder)
+    chosen = filters(store)
+    first_fit = not emap.is_fitted
+    message = ("Fitting the map for the first time (UMAP; 15–40 s, once per project)…" if first_fit
+               else "Placing new samples on the map…")
+    with st.spinner(message):
+        points = state.attempt(lambda: emap.points(chosen))
+    if points is None:
+        return
+    fitted = int(points["fitted"].sum()) if not points.empty else 0
+    info, refit = st.columns([5, 1])
+    info.caption(f"{len(points)} point(s) shown · the map was fitted on {emap.fitted_on} text(s); of the points "
+                 f"shown, {fitted} come from the fit and {len(points) - fitted} were placed incrementally since.")
+    if refit.button("Refit map", key="map_refit", help="Fit again on everything the project holds now."):
+        with st.spinner("Refitting the map…"):
+            state.attempt(emap.refit)
+        st.rerun()
+    if points.empty:
+        st.info("No sample matches these filters.")
+        return
+    lineage = lineage_of(emap, st.session_state.get(FOCUS_KEY))
+    labels = [lb.name for lb in store.labels()]
+    st.plotly_chart(figure(points, labels, lineage), key=CHART_KEY, on_select=on_select, selection_mode="points")
+    if lineage is None:
+        st.caption("Click an offspring (◆) to see its parents and the genes it took from each.")
+    else:
+        focus_panel(store, lineage)
+
+
+if __name__ == "__main__":  # Streamlit runs pages as __main__; tests import the helpers
+    main()
