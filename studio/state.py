@@ -48,8 +48,6 @@ def project_name() -> str:
 
 def open_project(name: str) -> None:
     st.session_state[PROJECT_KEY] = name
-    # The sidebar's switcher keeps its own value; forget it so it shows the project opened here.
-    st.session_state.pop("sidebar_project", None)
 
 
 def store() -> Store:
@@ -91,11 +89,11 @@ def sidebar() -> None:
     names = ws.projects()
     current = project_name()
     with st.sidebar:
-        chosen = st.selectbox("Project", names, index=names.index(current) if current in names else 0,
-                              key="sidebar_project")
-        if chosen != current:
-            open_project(chosen)
-            st.rerun()
+        # Keyed by the open project: after a switch made elsewhere the browser's old choice belongs to a widget
+        # that no longer exists, so it cannot switch the project back.
+        key = f"sidebar_project:{current}"
+        st.selectbox("Project", names, index=names.index(current) if current in names else 0, key=key,
+                     on_change=lambda: open_project(st.session_state[key]))
         config = llm_config()
         where = "embedded, offline" if config.backend == "embedded" else config.base_url
         st.caption(f"Model: **{config.model}** ({where})")
