@@ -9,12 +9,12 @@ from studio import state
 st.set_page_config(page_title="Genetic Prompt Studio", page_icon="🧬", layout="wide")
 
 PAGES = [
-    st.Page("pages/project.py", title="Project", icon="📁", default=True),
-    st.Page("pages/genes.py", title="Genes & constraints", icon="🧬"),
-    st.Page("pages/evolve.py", title="Evolve", icon="⚡"),
-    st.Page("pages/map.py", title="Map", icon="🗺️"),
-    st.Page("pages/review.py", title="Review", icon="✅"),
-    st.Page("pages/export.py", title="Export", icon="📦"),
+    st.Page("pages/project.py", title="Project", icon=":material/folder_open:", default=True),
+    st.Page("pages/genes.py", title="Genes & constraints", icon=":material/genetics:"),
+    st.Page("pages/evolve.py", title="Evolve", icon=":material/bolt:"),
+    st.Page("pages/map.py", title="Map", icon=":material/scatter_plot:"),
+    st.Page("pages/review.py", title="Review", icon=":material/fact_check:"),
+    st.Page("pages/export.py", title="Export", icon=":material/download:"),
 ]
 
 navigation = st.navigation(PAGES)

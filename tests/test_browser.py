@@ -120,6 +120,9 @@ def test_generate_watch_map_review_export(studio: Studio) -> None:
     expect(chart).to_be_visible()
     expect(chart.locator(".scatterlayer .point").first).to_be_attached()
     assert chart.locator(".scatterlayer .point").count() >= 60 + 2 * PER_LABEL
+    # clicking an offspring (a synthetic trace's point) draws its lineage and shows both parents
+    chart.locator(".scatterlayer .trace").nth(2).locator(".point").first.click(force=True)
+    expect(page.get_by_text(re.compile(r"^Parent 2 · #\d+"))).to_be_visible()
     studio.shot(page, "map")
 
     go(page, "Review")
