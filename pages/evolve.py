@@ -7,10 +7,7 @@ job's snapshot say. The live feed is a fragment that reruns every few seconds wh
 
 from __future__ import annotations
 
-import json
 import random
-import re
-from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -20,34 +17,13 @@ from datagen_core.jobs import JobSnapshot
 from datagen_core.runner import start_run
 from datagen_core.store import RunInfo, SampleFilter, Store
 from studio import state
+from studio.render import gene_split, genes_text, parent_ids, quoted
 
 LIVE_SECONDS = 2.0  # how often the feed redraws while a job is active
 CARDS = 6  # newest offspring shown as cards
 RUN_KEY = "evolve_run"
 STOP_CONFIRM_KEY = "evolve_confirm_stop"
 RESUMABLE = ("running", "interrupted", "failed")  # store statuses a run may go on from
-_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>$~:])")
-
-
-def quoted(text: str) -> str:
-    """A user or model text as a markdown quote, with markdown syntax escaped so it shows as written."""
-    escaped = _MARKDOWN_SPECIALS.sub(r"\\\1", text.strip())
-    return "\n".join(f"> {line}" if line else ">" for line in escaped.splitlines()) or "> *(empty)*"
-
-
-def gene_split(raw: Any) -> dict[str, list[str]]:
-    """The stored split JSON as {"parent1", "parent2", "mutated"}; empty lists when the sample has none."""
-    parsed = json.loads(raw) if isinstance(raw, str) and raw else {}
-    return {role: list(parsed.get(role, [])) for role in ("parent1", "parent2", "mutated")}
-
-
-def parent_ids(value: Any) -> list[int]:
-    """A sample's parent ids; NULL (a real seed) comes back from DuckDB as None or pandas.NA."""
-    return [int(i) for i in value] if isinstance(value, list | tuple) or hasattr(value, "__array__") else []
-
-
-def genes_text(genes: list[str]) -> str:
-    return ", ".join(f"`{g}`" for g in genes) if genes else "—"
 
 
 # --------------------------------------------------------------------------- new run

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import html
 import json
-import re
 import textwrap
 from typing import Any
 
@@ -21,24 +20,12 @@ from plotly.colors import qualitative
 from datagen_core.projection import EmbeddingMap
 from datagen_core.store import SAMPLE_STATUSES, SampleFilter, Store
 from studio import state
+from studio.render import ORIGINS, parent_ids, quoted
 
 CHART_KEY = "map_chart"
 FOCUS_KEY = "map_focus"
-ORIGINS = {"real and synthetic": None, "synthetic": "synthetic", "real": "real"}
 SYMBOLS = {"real": "circle", "synthetic": "diamond"}
 WEBGL_ABOVE = 3000  # points; SVG scatter gets slow beyond a few thousand
-_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>$~:])")
-
-
-def quoted(text: str) -> str:
-    """A sample's text as a markdown quote, with markdown syntax escaped so it shows as written."""
-    escaped = _MARKDOWN_SPECIALS.sub(r"\\\1", text.strip())
-    return "\n".join(f"> {line}" if line else ">" for line in escaped.splitlines()) or "> *(empty)*"
-
-
-def parent_ids(value: Any) -> list[int]:
-    """A sample's parent ids; NULL (a real seed) comes back from DuckDB as None or pandas.NA."""
-    return [int(i) for i in value] if isinstance(value, list | tuple) or hasattr(value, "__array__") else []
 
 
 def hover_text(row: pd.Series) -> str:

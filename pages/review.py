@@ -9,7 +9,6 @@ the widgets can be reset and the page redraws with what the store now holds.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import pandas as pd
@@ -18,11 +17,11 @@ import streamlit as st
 from datagen_core.errors import DatagenError
 from datagen_core.store import SAMPLE_STATUSES, SampleFilter, Store
 from studio import state
+from studio.render import ORIGINS, parent_ids
 
 ACTOR = "studio"
 PAGE_SIZES = (10, 25, 50, 100, 200)
 ORDERS = {"oldest first": "id", "newest first": "id DESC"}
-ORIGINS = {"real and synthetic": None, "synthetic": "synthetic", "real": "real"}
 EDITABLE = ("text", "label", "status")
 FLASH_KEY = "review_flash"
 FOCUS_KEY = "review_focus"
@@ -30,18 +29,6 @@ PAGE_KEY = "review_page"
 VIEW_KEY = "review_view"
 EDITOR_VERSION_KEY = "review_editor_version"
 BULK_KEY = "review_bulk_pending"
-_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>$~:])")
-
-
-def quoted(text: str) -> str:
-    """A sample's text as a markdown quote, with markdown syntax escaped so it shows as written."""
-    escaped = _MARKDOWN_SPECIALS.sub(r"\\\1", text.strip())
-    return "\n".join(f"> {line}" if line else ">" for line in escaped.splitlines()) or "> *(empty)*"
-
-
-def parent_ids(value: Any) -> list[int]:
-    """A sample's parent ids; NULL (a real seed) comes back from DuckDB as None or pandas.NA."""
-    return [int(i) for i in value] if isinstance(value, list | tuple) or hasattr(value, "__array__") else []
 
 
 def editor_key() -> str:

@@ -1,0 +1,31 @@
+"""Small drawing helpers the pages share: how a sample's text and lineage fields are shown."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+ORIGINS = {"real and synthetic": None, "synthetic": "synthetic", "real": "real"}
+_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>$~:])")
+
+
+def quoted(text: str) -> str:
+    """A sample's text as a markdown quote, with markdown syntax escaped so it shows as written."""
+    escaped = _MARKDOWN_SPECIALS.sub(r"\\\1", text.strip())
+    return "\n".join(f"> {line}" if line else ">" for line in escaped.splitlines()) or "> *(empty)*"
+
+
+def parent_ids(value: Any) -> list[int]:
+    """A sample's parent ids; NULL (a real seed) comes back from DuckDB as None or pandas.NA."""
+    return [int(i) for i in value] if isinstance(value, list | tuple) or hasattr(value, "__array__") else []
+
+
+def gene_split(raw: Any) -> dict[str, list[str]]:
+    """The stored JSON gene split as lists per role; empty roles for real seeds."""
+    parsed = json.loads(raw) if isinstance(raw, str) and raw else {}
+    return {role: list(parsed.get(role, [])) for role in ("parent1", "parent2", "mutated")}
+
+
+def genes_text(genes: list[str]) -> str:
+    return ", ".join(f"`{g}`" for g in genes) if genes else "—"
