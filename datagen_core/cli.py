@@ -15,7 +15,17 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .config import Gene, GeneticOptions, Label, LLMConfig, ProjectSpec, RunConfig, SamplingParams
+from .config import (
+    METHOD_NAMES,
+    FewShotOptions,
+    Gene,
+    GeneticOptions,
+    Label,
+    LLMConfig,
+    ProjectSpec,
+    RunConfig,
+    SamplingParams,
+)
 from .errors import DatagenError
 from .ingest import read_examples
 from .records import NewSample
@@ -28,8 +38,13 @@ app = typer.Typer(
 )
 genes_app = typer.Typer(no_args_is_help=True, help="Show, propose and edit a project's genes (versioned).")
 labels_app = typer.Typer(no_args_is_help=True, help="Show and describe a project's labels.")
+topics_app = typer.Typer(no_args_is_help=True, help="Topics per label for `run --method topic` (versioned).")
+attributes_app = typer.Typer(no_args_is_help=True,
+                             help="Values per attribute (gene) for `run --method attrprompt` (versioned).")
 app.add_typer(genes_app, name="genes")
 app.add_typer(labels_app, name="labels")
+app.add_typer(topics_app, name="topics")
+app.add_typer(attributes_app, name="attributes")
 out = Console()
 err = Console(stderr=True)
 
@@ -216,6 +231,116 @@ def genes_remove(name: str, genes: list[str], home: Home = DEFAULT_HOME) -> None
     _edit_genes(home, name, [g for g in current if g.name.lower() not in wanted], f"removed {genes}")
 
 
+def _print_values(store: Store, kind: str, all_versions: bool) -> None:
+    sets = store.value_sets(kind)
+    if not sets:
+        out.print(f"no {kind} yet: `datagen {kind} propose` or `datagen {kind} set`")
+        return
+    for value_set in sets if all_versions else sets[-1:]:
+        out.print(f"[bold]version {value_set.version}[/] ({value_set.source}) {value_set.note}", highlight=False)
+        for key, values in value_set.items.items():
+            out.print(f"  - {key}: " + "; ".join(values), highlight=False, markup=False)
+
+
+def _split_labels(labels: str | None) -> list[str]:
+    return [lb.strip() for lb in labels.split(",") if lb.strip()] if labels else []
+
+
+@topics_app.command("list")
+def topics_list(
+    name: str, all_versions: Annotated[bool, typer.Option("--all")] = False, home: Home = DEFAULT_HOME
+) -> None:
+    """Show the current topics per label (or every version with --all)."""
+    with _open(home, name) as store:
+        _print_values(store, "topics", all_versions)
+
+
+@topics_app.command("propose")
+def topics_propose(
+    name: str,
+    count: Annotated[int, typer.Option(min=2, max=50, help="Topics per label.")] = 10,
+    labels: Annotated[str | None, typer.Option("--labels", help="Comma-separated subset; others are kept.")] = None,
+    base_url: BaseUrl = None,
+    model: Model = None,
+    home: Home = DEFAULT_HOME,
+) -> None:
+    """Ask the LLM for topics of each label (one call per label); saves them as a new version."""
+    from .proposals import propose_topics, save_values
+
+    with _open(home, name) as store:
+        topics = propose_topics(store, _llm_config(base_url, model), count, _split_labels(labels))
+        save_values(store, "topics", topics, "llm", note="proposed by the LLM")
+        _print_values(store, "topics", False)
+
+
+@topics_app.command("set")
+def topics_set(
+    name: str,
+    label: Annotated[str, typer.Argument(help="The label whose topics to replace.")],
+    topics: Annotated[list[str] | None, typer.Argument(help="Topics, one per argument; none removes them.")] = None,
+    home: Home = DEFAULT_HOME,
+) -> None:
+    """Replace one label's topics (a new version)."""
+    from .proposals import save_values
+
+    with _open(home, name) as store:
+        known = [lb.name for lb in store.labels()]
+        if label not in known:
+            raise DatagenError(f"unknown label {label!r}; labels are {known}")
+        save_values(store, "topics", {label: topics or []}, "user", note=f"set {label}")
+        _print_values(store, "topics", False)
+
+
+@attributes_app.command("list")
+def attributes_list(
+    name: str, all_versions: Annotated[bool, typer.Option("--all")] = False, home: Home = DEFAULT_HOME
+) -> None:
+    """Show the current values per attribute (or every version with --all)."""
+    with _open(home, name) as store:
+        _print_values(store, "attributes", all_versions)
+
+
+@attributes_app.command("propose")
+def attributes_propose(
+    name: str,
+    count: Annotated[int, typer.Option(min=2, max=30, help="Values per attribute.")] = 6,
+    attributes: Annotated[str | None, typer.Option("--attributes", help="Comma-separated genes; others kept.")] = None,
+    base_url: BaseUrl = None,
+    model: Model = None,
+    home: Home = DEFAULT_HOME,
+) -> None:
+    """Ask the LLM for values of each gene of the current gene set (one call per gene); a new version."""
+    from .proposals import propose_attribute_values, save_values
+
+    with _open(home, name) as store:
+        values = propose_attribute_values(store, _llm_config(base_url, model), count, _split_labels(attributes))
+        gene_set = store.gene_set()
+        save_values(store, "attributes", values, "llm", note="proposed by the LLM",
+                    gene_set_version=gene_set.version if gene_set else None)
+        _print_values(store, "attributes", False)
+
+
+@attributes_app.command("set")
+def attributes_set(
+    name: str,
+    attribute: Annotated[str, typer.Argument(help="The attribute (usually a gene) whose values to replace.")],
+    values: Annotated[list[str] | None, typer.Argument(help="Values, one per argument; none removes it.")] = None,
+    home: Home = DEFAULT_HOME,
+) -> None:
+    """Replace one attribute's values, or add a new attribute (a new version)."""
+    from .proposals import save_values
+
+    with _open(home, name) as store:
+        current = store.value_set("attributes")
+        # keep the stored spelling of an attribute named in another case, so it is replaced, not doubled
+        key = next((k for k in (current.items if current else {}) if k.lower() == attribute.strip().lower()),
+                   " ".join(attribute.split()))
+        if not key:
+            raise DatagenError("the attribute name is empty")
+        save_values(store, "attributes", {key: values or []}, "user", note=f"set {key}")
+        _print_values(store, "attributes", False)
+
+
 class _ProgressBars(RunObserver):
     """One progress bar per label."""
 
@@ -243,6 +368,9 @@ def run(
     per_label: Annotated[int | None, typer.Option("--per-label", min=1, help="Offspring per label.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the latest unfinished run.")] = False,
     labels: Annotated[str | None, typer.Option("--labels", help="Comma-separated subset of labels.")] = None,
+    method: Annotated[str, typer.Option("--method", help=f"{' | '.join(METHOD_NAMES)}.")] = "genetic",
+    shots: Annotated[int | None, typer.Option("--shots", min=1, max=10, help="few_shot: real examples per call "
+                                              "(1 = one-shot; the paper used 1, 3, 5; default 3).")] = None,
     selection: Annotated[str, typer.Option("--selection", help="farthest (active) or random parents.")] = "farthest",
     no_mutation: Annotated[bool, typer.Option("--no-mutation", help="Ablation: no mutated genes.")] = False,
     seed: Annotated[int | None, typer.Option("--seed", help="Fix splits, selection and the cache.")] = None,
@@ -255,7 +383,7 @@ def run(
     model: Model = None,
     home: Home = DEFAULT_HOME,
 ) -> None:
-    """Generate offspring per label with Genetic Prompt (or resume an interrupted run)."""
+    """Generate samples per label with Genetic Prompt or a baseline method (or resume an interrupted run)."""
     with _open(home, name) as store:
         if resume:
             unfinished = store.latest_unfinished_run()
@@ -270,6 +398,10 @@ def run(
                 raise DatagenError("give --per-label N (or --resume)")
             if selection not in ("farthest", "random"):
                 raise DatagenError("--selection must be 'farthest' or 'random'")
+            if method not in METHOD_NAMES:
+                raise DatagenError(f"--method must be one of {', '.join(METHOD_NAMES)}, not {method!r}")
+            if shots is not None and method != "few_shot":
+                raise DatagenError("--shots applies to --method few_shot only")
             defaults = llm_config.default_sampling()
             sampling = SamplingParams(
                 temperature=defaults.temperature if temperature is None else temperature,
@@ -282,12 +414,15 @@ def run(
                 labels=tuple(lb.strip() for lb in labels.split(",")) if labels else (),
                 seed=seed if seed is not None else random.randrange(2**31),
                 sampling=sampling,
+                method=method,  # type: ignore[arg-type]
                 genetic=GeneticOptions(parent_selection=selection, mutation=not no_mutation),  # type: ignore[arg-type]
+                few_shot=FewShotOptions(k=shots) if shots is not None else FewShotOptions(),
                 use_cache=not no_cache,
                 worked_example=llm_config.backend == "embedded",
             )
             run_id = start_run(store, config, llm_config)
-            out.print(f"run {run_id}: {per_label} per label, model {llm_config.model}, seed {config.seed}")
+            out.print(f"run {run_id}: {config.method}, {per_label} per label, model {llm_config.model}, "
+                      f"seed {config.seed}", highlight=False)
         columns = (TextColumn("{task.description:>12}"), BarColumn(), MofNCompleteColumn(),
                    TimeElapsedColumn(), TextColumn("{task.fields[extra]}"))
         try:
@@ -343,6 +478,88 @@ def export(
     target = output or Path(f"{name}.{fmt}")
     write_export(frame, target, fmt)  # type: ignore[arg-type]
     out.print(f"wrote {len(frame)} samples to {target}")
+
+
+kb_app = typer.Typer(no_args_is_help=True, help="The knowledge base that fact checks retrieve from.")
+app.add_typer(kb_app, name="kb")
+
+
+@kb_app.command("load")
+def kb_load(
+    name: str,
+    data: Annotated[Path, typer.Option("--data", help="CSV/TSV/JSONL/JSON, a .txt/.md file or a folder of them.")],
+    text_col: Annotated[str, typer.Option("--text-col")] = "text",
+    title_col: Annotated[str | None, typer.Option("--title-col")] = "title",
+    home: Home = DEFAULT_HOME,
+) -> None:
+    """Add documents to the project's knowledge base (passages already there are skipped)."""
+    from .embed import Embedder
+    from .knowledge import load_knowledge
+
+    with _open(home, name) as store:
+        added = load_knowledge(store, Embedder(), data, text_col=text_col, title_col=title_col)
+        out.print(f"added {added} passages; the knowledge base holds {store.kb_count()}")
+
+
+@app.command()
+def check(
+    name: str,
+    module: Annotated[str, typer.Option("--check", help="The quality module (see above).")] = "dedup",
+    run_id: Annotated[str | None, typer.Option("--run", help="Only this run's samples.")] = None,
+    labels: Annotated[str | None, typer.Option("--labels", help="Comma-separated subset of labels.")] = None,
+    distance: Annotated[float, typer.Option(help="dedup: Euclidean distance below which items are the same.")] = 0.3,
+    text_similarity: Annotated[float, typer.Option(help="dedup: word-shingle Jaccard of near-duplicates.")] = 0.8,
+    rounds: Annotated[int, typer.Option(min=1, max=10, help="reflection: judge/rewrite rounds at most.")] = 5,
+    mode: Annotated[str, typer.Option(help="math, facts: flag mismatches, or correct them.")]
+    = "flag",
+    in_flight: Annotated[int | None, typer.Option("--in-flight", min=1, help="Concurrent LLM requests.")] = None,
+    base_url: BaseUrl = None,
+    model: Model = None,
+    home: Home = DEFAULT_HOME,
+) -> None:
+    """Apply a quality module (dedup, reflection, math, facts, difficulty, debias) to stored synthetic samples.
+
+    Rejected samples stay in the store, marked with the reason; corrections are edits kept in the history.
+    """
+    from .embed import Embedder
+    from .llm import LLM
+    from .quality import apply_check
+    from .store import SampleFilter
+    from .validators import (
+        CHECKS,
+        DifficultyEnhancement,
+        FactCheck,
+        GroupCheck,
+        MathCheck,
+        QualityCheck,
+        SelfReflection,
+        ShortcutRephrasing,
+    )
+
+    if module not in CHECKS:
+        raise DatagenError(f"--check must be one of {sorted(CHECKS)}, not {module!r}")
+    if mode not in ("flag", "correct"):
+        raise DatagenError(f"--mode must be 'flag' or 'correct', not {mode!r}")
+    modules: dict[str, QualityCheck] = {
+        "dedup": GroupCheck(distance=distance, text_similarity=text_similarity),
+        "reflection": SelfReflection(rounds=rounds),
+        "math": MathCheck(mode=mode),  # type: ignore[arg-type]
+        "difficulty": DifficultyEnhancement(),
+        "debias": ShortcutRephrasing(),
+        "facts": FactCheck(correct=mode == "correct"),
+    }
+    chosen_check = modules[module]
+    with _open(home, name) as store:
+        if run_id is not None:
+            store.run(run_id)
+        chosen = SampleFilter(run_ids=(run_id,) if run_id else (), origin="synthetic",
+                              labels=tuple(lb.strip() for lb in labels.split(",")) if labels else (),
+                              statuses=("pending", "accepted"))
+        llm = None if module == "dedup" else LLM.from_config(_llm_config(base_url, model, in_flight), store)
+        summary = apply_check(store, chosen_check, chosen, Embedder(), llm)
+    reasons = ", ".join(f"{reason} {n}" for reason, n in summary.rejected.items()) or "none"
+    out.print(f"{summary.check}: checked {summary.checked}, kept {summary.kept}, rejected {reasons}, "
+              f"corrected {summary.corrected}")
 
 
 @app.command()

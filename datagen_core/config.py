@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -148,15 +148,86 @@ class GeneticOptions(Frozen):
     approx_above: int = Field(default=20_000, ge=2, description="population size above which selection is approximate")
 
 
+def _clean_values(values: tuple[str, ...]) -> tuple[str, ...]:
+    """Whitespace-normalised, blank-free, case-insensitively unique values in their given order."""
+    kept: dict[str, str] = {}
+    for value in values:
+        value = " ".join(value.split())
+        if value:
+            kept.setdefault(value.casefold(), value)
+    return tuple(kept.values())
+
+
+class ValueSet(Frozen):
+    """One version of a project's topics per label or values per attribute (the baselines' inputs).
+
+    Versioned like gene sets so a run can record exactly what it sampled and an edit never rewrites history.
+    """
+
+    kind: Literal["topics", "attributes"]
+    version: int
+    items: dict[str, tuple[str, ...]]
+    source: Literal["llm", "user"]
+    note: str = ""
+    gene_set_version: int | None = Field(default=None, description="attributes: the gene set they were proposed for")
+
+    @field_validator("items")
+    @classmethod
+    def _clean_items(cls, items: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        cleaned = {" ".join(key.split()): _clean_values(values) for key, values in items.items()}
+        return {key: values for key, values in cleaned.items() if key and values}
+
+
+class FewShotOptions(Frozen):
+    """One-shot (k=1) and few-shot (the paper's k=3, 5): k real examples of the label per call."""
+
+    k: int = Field(default=3, ge=1, le=10)
+
+
+class TopicOptions(Frozen):
+    """The topics a zero-shot-topic run samples from, copied from the store when the run is prepared.
+
+    Kept in the run's config (not only referenced by version) so the run is self-describing and a resume
+    samples from exactly the same topics even after the user edits them.
+    """
+
+    version: int | None = None
+    topics: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+
+    @field_validator("topics")
+    @classmethod
+    def _clean(cls, topics: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        return {label: _clean_values(values) for label, values in topics.items() if _clean_values(values)}
+
+
+class AttrPromptOptions(Frozen):
+    """The attribute values an AttrPrompt run samples from (one value per attribute per call), copied like topics."""
+
+    version: int | None = None
+    values: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+
+    @field_validator("values")
+    @classmethod
+    def _clean(cls, values: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        return {name: _clean_values(vals) for name, vals in values.items() if _clean_values(vals)}
+
+
+MethodName = Literal["genetic", "zero_shot", "few_shot", "topic", "attrprompt"]
+METHOD_NAMES: tuple[str, ...] = get_args(MethodName)
+
+
 class RunConfig(Frozen):
     """Everything that determines a run; stored with the run so it can be resumed and compared."""
 
-    method: Literal["genetic"] = "genetic"
+    method: MethodName = "genetic"
     per_label: int = Field(ge=1, le=1_000_000)
     labels: tuple[str, ...] = ()
     seed: int
     sampling: SamplingParams
     genetic: GeneticOptions = GeneticOptions()
+    few_shot: FewShotOptions = FewShotOptions()
+    topic: TopicOptions = TopicOptions()
+    attrprompt: AttrPromptOptions = AttrPromptOptions()
     max_chars: int = Field(default=1000, ge=10, description="longer outputs are filtered as too_long")
     worked_example: bool = Field(
         default=False,

@@ -21,7 +21,7 @@ from .config import LLMConfig, RunConfig
 from .embed import Embedder
 from .errors import DatagenError, LLMError, LLMFatalError
 from .llm import LLM, Completion
-from .methods import GenerationMethod, GenerationRequest, MethodContext, make_method
+from .methods import GenerationMethod, GenerationRequest, MethodContext, make_method, prepare_run_config
 from .records import NewSample, text_hash, utcnow
 from .store import PopulationMember, RunInfo, Store
 
@@ -78,7 +78,8 @@ class _Landed:
 
 
 def start_run(store: Store, config: RunConfig, llm_config: LLMConfig) -> str:
-    """Record a new run (the gene-set version it uses included) and return its id."""
+    """Record a new run (the gene-set version and the topics or attribute values it uses included)."""
+    config = prepare_run_config(store, config)
     labels = [lb.name for lb in store.labels()]
     unknown = [lb for lb in config.labels if lb not in labels]
     if unknown:
@@ -120,6 +121,7 @@ class Runner:
         self.progress = {lb: LabelProgress(lb, self.config.per_label) for lb in self.labels}
         self._hashes: dict[str, set[str]] = {lb: set() for lb in self.labels}
         self._consecutive_failures = 0
+        self._filtered_in_a_row = dict.fromkeys(self.labels, 0)
 
     # ------------------------------------------------------------ set-up
     def _load_populations(self) -> None:
@@ -166,7 +168,7 @@ class Runner:
         try:
             completion = await self.llm.complete(
                 request.messages, sampling=self.config.sampling, purpose=self.config.method,
-                sample_index=f"seed:{self.config.seed}",
+                sample_index=":".join(filter(None, (f"seed:{self.config.seed}", request.sample_index))),
             )
             return _Landed(request, requested_at, completion, None)
         except LLMFatalError:
@@ -184,13 +186,20 @@ class Runner:
                 self._message("warning", f"{item.request.label}: {item.error}")
                 continue
             self._consecutive_failures = 0
+            label = item.request.label
             text, reason = self.method.parse(item.request, item.completion.text)
             if reason is None:
                 digest = text_hash(text)
-                if digest in self._hashes[item.request.label]:
+                if digest in self._hashes[label]:
                     reason = "duplicate"
                 else:
-                    self._hashes[item.request.label].add(digest)
+                    self._hashes[label].add(digest)
+            self._filtered_in_a_row[label] = 0 if reason is None else self._filtered_in_a_row[label] + 1
+            if self._filtered_in_a_row[label] >= self.config.max_failures and not self.progress[label].exhausted:
+                # a model that only repeats itself or refuses would otherwise keep this label asking forever
+                self.progress[label].exhausted = True
+                self._message("warning", f"label {label!r}: {self.config.max_failures} answers in a row were "
+                              f"filtered (last: {reason}); stopping this label")
             candidates.append((item, text, reason))
         if self._consecutive_failures >= self.config.max_failures:
             raise LLMFatalError(f"{self._consecutive_failures} LLM calls in a row failed; stopping the run")

@@ -23,7 +23,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from .config import Gene, GeneSet, Label, LLMConfig, ProjectSpec, RunConfig
+from .config import Gene, GeneSet, Label, LLMConfig, ProjectSpec, RunConfig, ValueSet
 from .errors import DatagenError, ProjectLockedError
 from .records import LLMCallRecord, NewSample, text_hash, utcnow
 
@@ -89,6 +89,11 @@ CREATE TABLE events (
     run_id VARCHAR, created_at TIMESTAMP NOT NULL, level VARCHAR NOT NULL, kind VARCHAR NOT NULL,
     message VARCHAR NOT NULL, data VARCHAR
 );
+-- What a quality module said of a sample (DataGen §3), with the settings that produced it.
+CREATE TABLE sample_checks (
+    sample_id BIGINT NOT NULL, "check" VARCHAR NOT NULL, keep BOOLEAN NOT NULL, reason VARCHAR,
+    details VARCHAR NOT NULL, options VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL
+);
 -- 2-D maps of the embeddings: a fitted projection (pickled) and every text's coordinates in it.
 CREATE TABLE projections (
     id VARCHAR PRIMARY KEY, embed_model VARCHAR NOT NULL, params VARCHAR NOT NULL, model BLOB,
@@ -99,6 +104,28 @@ CREATE TABLE projection_points (
     fitted BOOLEAN NOT NULL, PRIMARY KEY (projection_id, text_hash)
 );
 """
+
+# Topics per label / values per attribute that the baseline methods sample (versioned like gene sets).
+# IF NOT EXISTS: project files made before this table existed gain it on their first write.
+_VALUE_SETS_DDL = """
+CREATE TABLE IF NOT EXISTS value_sets (
+    kind VARCHAR NOT NULL, version INTEGER NOT NULL, items VARCHAR NOT NULL, source VARCHAR NOT NULL,
+    note VARCHAR NOT NULL, gene_set_version INTEGER, created_at TIMESTAMP NOT NULL, PRIMARY KEY (kind, version)
+);
+"""
+_SCHEMA += _VALUE_SETS_DDL
+
+# A knowledge base the user loads for fact checks (SPEC §3): passages, and a term index for BM25 in SQL
+# (DuckDB's fts extension cannot be installed offline for this DuckDB version). IF NOT EXISTS: older
+# project files gain these tables on their first knowledge-base write.
+_KB_DDL = """
+CREATE TABLE IF NOT EXISTS kb_documents (
+    id BIGINT PRIMARY KEY, source VARCHAR NOT NULL, title VARCHAR, text VARCHAR NOT NULL,
+    text_hash VARCHAR NOT NULL UNIQUE, length INTEGER NOT NULL, created_at TIMESTAMP NOT NULL
+);
+CREATE TABLE IF NOT EXISTS kb_terms (doc_id BIGINT NOT NULL, term VARCHAR NOT NULL, tf INTEGER NOT NULL);
+"""
+_SCHEMA += _KB_DDL
 
 RUN_STATUSES = ("running", "completed", "interrupted", "stopped", "failed")
 SAMPLE_STATUSES = ("pending", "accepted", "rejected")
@@ -391,6 +418,49 @@ class Store:
                 return gene_set
         raise DatagenError(f"no gene set version {version}")
 
+    # ------------------------------------------------------------ value sets
+    def add_value_set(
+        self, kind: str, items: dict[str, Sequence[str]], source: str, note: str = "",
+        gene_set_version: int | None = None,
+    ) -> ValueSet:
+        """Save topics per label or values per attribute as the next version of that kind."""
+        with self.transaction() as cur:
+            cur.execute(_VALUE_SETS_DDL)
+            version = cur.execute(
+                "SELECT coalesce(max(version), 0) + 1 FROM value_sets WHERE kind = ?", [kind]
+            ).fetchone()[0]
+            value_set = ValueSet(kind=kind, version=version, items={k: tuple(v) for k, v in items.items()},  # type: ignore[arg-type]
+                                 source=source, note=note, gene_set_version=gene_set_version)  # type: ignore[arg-type]
+            cur.execute(
+                "INSERT INTO value_sets VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [kind, version, json.dumps({k: list(v) for k, v in value_set.items.items()}), source, note,
+                 gene_set_version, utcnow()],
+            )
+        return value_set
+
+    def value_sets(self, kind: str) -> list[ValueSet]:
+        """Every version of one kind, oldest first; none in a project file older than the table."""
+        try:
+            rows = self.cursor().execute(
+                "SELECT version, items, source, note, gene_set_version FROM value_sets WHERE kind = ? "
+                "ORDER BY version",
+                [kind],
+            ).fetchall()
+        except duckdb.CatalogException:
+            return []
+        return [ValueSet(kind=kind, version=v, items=json.loads(items), source=s, note=n,  # type: ignore[arg-type]
+                         gene_set_version=g) for v, items, s, n, g in rows]
+
+    def value_set(self, kind: str, version: int | None = None) -> ValueSet | None:
+        """A given version, or the latest when version is None; None when there is none yet."""
+        sets = self.value_sets(kind)
+        if version is None:
+            return sets[-1] if sets else None
+        for value_set in sets:
+            if value_set.version == version:
+                return value_set
+        raise DatagenError(f"no {kind} version {version}")
+
     # ------------------------------------------------------------------ runs
     def create_run(self, run_id: str, config: RunConfig, gene_set_version: int | None, llm: LLMConfig) -> None:
         now = utcnow()
@@ -654,6 +724,88 @@ class Store:
             "INSERT INTO embeddings SELECT ?, h, v FROM incoming_vectors ON CONFLICT DO NOTHING", [model]
         )
         cur.unregister("incoming_vectors")
+
+    # ---------------------------------------------------------------- checks
+    def record_checks(self, check: str, options: dict[str, Any], rows: Sequence[tuple[int, bool, str | None,
+                      dict[str, Any]]]) -> None:
+        """Verdicts of one quality module on stored samples: (sample id, keep, reason, details) each."""
+        now = utcnow()
+        with self.transaction() as cur:
+            _insert_rows(cur, "sample_checks", [
+                {"sample_id": sample_id, "check": check, "keep": keep, "reason": reason,
+                 "details": json.dumps(details), "options": json.dumps(options), "created_at": now}
+                for sample_id, keep, reason, details in rows
+            ])
+
+    def sample_checks(self, sample_id: int) -> pd.DataFrame:
+        return self.cursor().execute(
+            'SELECT * FROM sample_checks WHERE sample_id = ? ORDER BY created_at', [sample_id]
+        ).df()
+
+    # -------------------------------------------------------- knowledge base
+    def add_kb_documents(self, documents: Sequence[tuple[str, str | None, str, dict[str, int]]]) -> list[int]:
+        """Store passages as (source, title, text, term counts); a text already in the base is skipped.
+
+        Returns the new passages' ids. Term counts come from the caller's tokenizer, so the index and the
+        queries always tokenize alike.
+        """
+        now = utcnow()
+        with self.transaction() as cur:
+            cur.execute(_KB_DDL)
+            known = {h for (h,) in cur.execute("SELECT text_hash FROM kb_documents").fetchall()}
+            next_id = int(cur.execute("SELECT coalesce(max(id), 0) + 1 FROM kb_documents").fetchall()[0][0])
+            docs: list[dict[str, Any]] = []
+            terms: list[dict[str, Any]] = []
+            for source, title, text, counts in documents:
+                digest = text_hash(text)
+                if digest in known:
+                    continue
+                known.add(digest)
+                docs.append({"id": next_id, "source": source, "title": title or None, "text": text,
+                             "text_hash": digest, "length": sum(counts.values()), "created_at": now})
+                terms.extend({"doc_id": next_id, "term": term, "tf": tf} for term, tf in counts.items())
+                next_id += 1
+            _insert_rows(cur, "kb_documents", docs)
+            _insert_rows(cur, "kb_terms", terms)
+        return [doc["id"] for doc in docs]
+
+    def _has_kb(self) -> bool:
+        return bool(self._scalar(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'kb_documents' AND database_name = "
+            "current_database()"))
+
+    def kb_count(self) -> int:
+        return int(self._scalar("SELECT count(*) FROM kb_documents")) if self._has_kb() else 0
+
+    def kb_documents(self, ids: Sequence[int] | None = None) -> pd.DataFrame:
+        """Passages (id, source, title, text, text_hash), all of them or those `ids` name, by id."""
+        columns = "id, source, title, text, text_hash"
+        if not self._has_kb():
+            return pd.DataFrame(columns=columns.split(", "))
+        if ids is None:
+            return self.cursor().execute(f"SELECT {columns} FROM kb_documents ORDER BY id").df()
+        return self.cursor().execute(
+            f"SELECT {columns} FROM kb_documents WHERE list_contains(?, id) ORDER BY id", [list(ids)]
+        ).df()
+
+    def kb_bm25(self, terms: Sequence[str], k: int, k1: float = 1.2, b: float = 0.75) -> list[tuple[int, float]]:
+        """Top-k passages for query terms by Okapi BM25 (idf = ln(1 + (N - n + 0.5) / (n + 0.5))), one query."""
+        if not terms or not self._has_kb():
+            return []
+        rows = self.cursor().execute(
+            """
+            WITH q AS (SELECT DISTINCT unnest(?::VARCHAR[]) AS term),
+            stats AS (SELECT count(*) AS n_docs, avg(length) AS avgdl FROM kb_documents),
+            df AS (SELECT t.term, count(*) AS n FROM kb_terms t JOIN q ON t.term = q.term GROUP BY t.term)
+            SELECT t.doc_id,
+                   sum(ln(1 + (stats.n_docs - df.n + 0.5) / (df.n + 0.5))
+                       * t.tf * (? + 1) / (t.tf + ? * (1 - ? + ? * d.length / stats.avgdl))) AS score
+            FROM kb_terms t JOIN df ON t.term = df.term JOIN kb_documents d ON d.id = t.doc_id CROSS JOIN stats
+            GROUP BY t.doc_id ORDER BY score DESC, t.doc_id LIMIT ?
+            """,
+            [list(terms), k1, k1, b, b, k],
+        ).fetchall()
+        return [(int(doc_id), float(score)) for doc_id, score in rows]
 
     # ----------------------------------------------------------- projections
     def projection(self, projection_id: str) -> tuple[bytes | None, int] | None:

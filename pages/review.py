@@ -15,7 +15,10 @@ import pandas as pd
 import streamlit as st
 
 from datagen_core.errors import DatagenError
+from datagen_core.llm import LLM
+from datagen_core.quality import apply_check
 from datagen_core.store import SAMPLE_STATUSES, SampleFilter, Store
+from datagen_core.validators import CHECKS
 from studio import state
 from studio.render import ORIGINS, parent_ids
 
@@ -24,6 +27,8 @@ PAGE_SIZES = (10, 25, 50, 100, 200)
 ORDERS = {"oldest first": "id", "newest first": "id DESC"}
 EDITABLE = ("text", "label", "status")
 FLASH_KEY = "review_flash"
+CHECK_TITLES = {"dedup": "Group check (dedup)", "reflection": "Self-reflection", "math": "Code-checked math answers",
+                "difficulty": "Difficulty enhancement (questions)", "debias": "Rephrase label shortcuts away"}
 FOCUS_KEY = "review_focus"
 PAGE_KEY = "review_page"
 VIEW_KEY = "review_view"
@@ -196,6 +201,11 @@ def one_by_one(store: Store, page: pd.DataFrame, labels: list[str]) -> None:
         else:
             st.dataframe(history[["edited_at", "field", "old_value", "new_value", "actor"]], hide_index=True,
                          width="stretch")
+    checks = store.sample_checks(sample_id)
+    if not checks.empty:
+        with st.expander(f"Quality checks of #{sample_id} ({len(checks)})"):
+            st.dataframe(checks[["created_at", "check", "keep", "reason", "details", "options"]], hide_index=True,
+                         width="stretch")
 
 
 def bulk(chosen: SampleFilter, total: int) -> None:
@@ -216,6 +226,36 @@ def bulk(chosen: SampleFilter, total: int) -> None:
         yes, no, _ = st.columns([1, 1, 4])
         yes.button("Confirm", key="review_bulk_confirm", on_click=confirm_bulk, type="primary")
         no.button("Cancel", key="review_bulk_cancel", on_click=cancel_bulk)
+
+
+def quality_checks(store: Store, chosen: SampleFilter, total: int) -> None:
+    """Run a quality module (DataGen §3) on every sample the filters select; verdicts enter the history."""
+    with st.expander("Quality checks on the filtered samples"):
+        module = st.selectbox("Module", list(CHECK_TITLES), format_func=CHECK_TITLES.get, key="review_check")
+        options: dict[str, Any] = {}
+        if module == "dedup":
+            left, right = st.columns(2)
+            options["distance"] = left.number_input("Embedding distance below which two items are the same",
+                                                    0.0, 2.0, 0.3, 0.05, key="review_check_distance")
+            options["text_similarity"] = right.number_input("Word-shingle Jaccard of near-duplicates", 0.0, 1.0,
+                                                            0.8, 0.05, key="review_check_text")
+        elif module == "reflection":
+            options["rounds"] = st.number_input("Judge / rewrite rounds at most", 1, 10, 3, key="review_check_rounds")
+        elif module == "math":
+            options["mode"] = st.radio("Mismatches", ["flag", "correct"], horizontal=True, key="review_check_mode")
+        st.caption("Rejected samples stay in the store, marked with the reason; corrections are edits with history. "
+                   f"Uses this session's model ({state.llm_config().model}) for reflection and math.")
+        if not st.button(f"Run on {total} filtered sample(s)", key="review_check_run", disabled=total == 0):
+            return
+        check = CHECKS[module](**options)
+        llm = None if module == "dedup" else LLM.from_config(state.llm_config(), store)
+        with st.spinner(f"Checking {total} sample(s)…"), state.user_errors():
+            summary = apply_check(store, check, chosen, state.workspace().embedder, llm)
+            reasons = ", ".join(f"{reason} {n}" for reason, n in summary.rejected.items()) or "none"
+            flash("success", f"{CHECK_TITLES[module]}: checked {summary.checked}, kept {summary.kept}, rejected "
+                  f"{reasons}, corrected {summary.corrected}.")
+            reset_editor()
+            st.rerun()
 
 
 def main() -> None:
@@ -252,6 +292,7 @@ def main() -> None:
     one_by_one(store, page, labels)
     st.subheader("Everything filtered")
     bulk(chosen, total)
+    quality_checks(store, chosen, total)
 
 
 if __name__ == "__main__":  # Streamlit runs pages as __main__; tests import the helpers

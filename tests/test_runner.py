@@ -226,3 +226,14 @@ def test_stop_event_ends_the_run_gracefully(home: Path, embedder: Embedder, loop
         assert landed == asked_before_stop[0] == store.run_usage(run_id)["calls"]
         # every answered request is accounted, besides the one connection check before the run
         assert loopback.stats.completions == store.run_usage(run_id)["calls"] + 1
+
+
+def test_a_model_that_only_repeats_itself_cannot_keep_a_label_asking_forever(home: Path, embedder: Embedder) -> None:
+    with Store.open(make_project(home)) as store, LoopbackServer(answer=lambda body: "Where is it ?") as server:
+        llm_config = loopback_config(server, max_in_flight=2)
+        run_id = start_run(store, config(10, max_failures=5, labels=("HUM",)), llm_config)
+        summary = run_generation(store, llm_config, run_id, embedder=embedder)
+        assert summary.status == "completed" and store.kept_counts(run_id) == {"HUM": 1}
+        assert summary.progress["HUM"].exhausted
+        assert 5 <= store.filtered_counts(run_id)["duplicate"] <= 5 + 2  # what was in flight still lands
+        assert "5 answers in a row were filtered" in " ".join(store.events(run_id)["message"])

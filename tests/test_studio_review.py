@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -157,3 +158,22 @@ def test_bulk_reject_asks_first_and_changes_only_the_filtered_set(
     at.multiselect(key="review_labels").set_value([]).run()
     assert not at.warning and "review_bulk_confirm" not in [b.key for b in at.button]
     assert store.count_samples(SampleFilter(statuses=("rejected",))) == 5
+
+
+def test_group_check_on_the_filtered_samples(studio: Studio) -> None:
+    at = studio.open_page(PAGE)
+    store = studio.workspace().store(DEMO_PROJECT)
+    new_run(store, "r2")
+    seed = str(store.real_examples("ham")["text"][0])
+    copy, fresh = add_offspring(store, "r2", "ham", [seed + " !!", "Running late, the bus broke down near the bridge"])
+    at.run()
+    at.selectbox(key="review_origin").set_value("synthetic").run()
+    at.selectbox(key="review_check").set_value("dedup").run()
+    at.button(key="review_check_run").click().run()
+    ok(at)
+    assert any(re.search(r"checked 2, kept 1, rejected near_duplicate_(text|embedding) 1", s.value)
+               for s in at.success), [s.value for s in at.success]
+    rows = store.samples_by_ids([copy, fresh]).set_index("id")
+    assert rows.loc[copy, "status"] == "rejected" and rows.loc[fresh, "status"] == "pending"
+    assert store.sample_checks(copy)["reason"][0].startswith("near_duplicate_")
+    assert store.sample_history(copy)["actor"][0] == "check:dedup"

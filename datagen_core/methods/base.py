@@ -12,7 +12,7 @@ import numpy as np
 
 from ..config import GeneSet, Label, RunConfig
 from ..records import GeneSplit
-from ..store import PopulationMember, ProjectInfo
+from ..store import PopulationMember, ProjectInfo, Store
 
 REFUSAL_MARKERS = (
     "i apologize", "i'm sorry", "i am sorry", "as an ai", "as a language model", "i cannot", "i can't",
@@ -34,6 +34,9 @@ class GenerationRequest:
     parent_ids: tuple[int, ...] = ()
     gene_split: GeneSplit | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    #: Tells apart requests whose messages repeat (zero-shot asks the same prompt every time): it enters the
+    #: response-cache key and the seed sent, so a repeated prompt gets a fresh answer instead of a duplicate.
+    sample_index: str = ""
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,12 @@ class GenerationMethod(ABC):
     def __init__(self, context: MethodContext, rng: np.random.Generator) -> None:
         self.context = context
         self.rng = rng
+
+    @classmethod
+    def prepare(cls, store: Store, config: RunConfig) -> RunConfig:
+        """The config to record for a new run: inputs read from the store (topics, attribute values) are
+        copied into it so the run describes itself; raises DatagenError when the project lacks them."""
+        return config
 
     def observe(self, label: str, members: Sequence[PopulationMember], vectors: np.ndarray) -> None:  # noqa: B027
         """New members joined the label's population (seeds at start, offspring as they land)."""
@@ -94,3 +103,63 @@ def clean_output(raw: str, max_chars: int) -> tuple[str, str | None]:
     if len(text) > max_chars:
         return text, "too_long"
     return text, None
+
+
+def system_message(text_kind: str) -> str:
+    """The system turn every one-sample method sends: keeps answers to the bare text."""
+    return (f"You write one {text_kind} for a labelled dataset. "
+            "Reply with the text only: no title, no explanation, no quotes.")
+
+
+def labelled_prompt(
+    *, task: str, text_kind: str, label: str, label_description: str, instruction: str = "",
+    examples: Sequence[str] = (), requirements: Sequence[str] = (), constraints: Sequence[str] = (),
+) -> str:
+    """The prompt shape the baselines share with Genetic Prompt (task, examples, numbered requirements,
+    `Category:`/`Text:` tail), so prompts of different methods differ only in what the method adds."""
+    wanted = [f"it must be about {label_description}"] if label_description else []
+    wanted += list(requirements)
+    wanted += [f"it must respect this constraint: {constraint}" for constraint in constraints]
+    lines = [f"You need to generate synthetic data for the {task} task."]
+    lines += [f"Example {i}: {text}" for i, text in enumerate(examples, start=1)]
+    instruction = instruction or f"Write a {text_kind} of the '{label}' category."
+    lines.append(f"{instruction} Requirements:" if wanted else instruction)
+    lines += [f"{i}. {req};" for i, req in enumerate(wanted, start=1)]
+    lines += [f"Category: {label}", "Text:"]
+    return "\n".join(lines)
+
+
+class BaselineMethod(GenerationMethod):
+    """A baseline: each request is built from the label and what the method samples for it, so it never runs
+    dry (returns None only when a label has nothing to sample from)."""
+
+    def _request(
+        self, label: str, *, prompt: str, parent_ids: tuple[int, ...] = (), details: dict[str, Any] | None = None
+    ) -> GenerationRequest:
+        system = system_message(self.context.project.text_kind)
+        return GenerationRequest(
+            label=label,
+            messages=[{"role": "system", "content": system}, {"role": "user", "content": prompt}],
+            prompt=prompt,
+            parent_ids=parent_ids,
+            details=details or {},
+            sample_index=f"draw:{int(self.rng.integers(2**62))}",
+        )
+
+    def _prompt(self, label: str, **parts: Any) -> str:
+        gene_set = self.context.gene_set
+        return labelled_prompt(
+            task=self.context.project.task, text_kind=self.context.project.text_kind, label=label,
+            label_description=self.context.label(label).description,
+            constraints=gene_set.constraints if gene_set else (), **parts,
+        )
+
+
+def stored_items(
+    store: Store, kind: str, items: dict[str, tuple[str, ...]], version: int | None
+) -> tuple[int | None, dict[str, tuple[str, ...]]]:
+    """A run's own copy of its topics / attribute values when it has one, else the latest stored version."""
+    if items:
+        return version, items
+    latest = store.value_set(kind)
+    return (latest.version, dict(latest.items)) if latest else (None, {})

@@ -1,0 +1,90 @@
+"""Intrinsic quality of a text set (SPEC §4): diversity and closeness to the real distribution.
+
+Every embedding metric expects L2-normalised rows from the same sentence transformer for real and
+synthetic data. Self-BLEU follows Texygen (NLTK's sentence BLEU-4 with smoothing method 1, each text
+against all others), sampled for large sets with the sample size reported.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+_WORD = re.compile(r"\w+")
+
+
+def tokens(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def aps(vectors: np.ndarray, labels: Sequence[str] | None = None, scope: str = "all") -> float:
+    """Average pairwise cosine similarity over pairs i≠j: all pairs, same-label ('intra') or different ('inter')."""
+    n = len(vectors)
+    if n < 2:
+        return float("nan")
+    sims = vectors @ vectors.T
+    mask = ~np.eye(n, dtype=bool)
+    if scope != "all":
+        if labels is None:
+            raise ValueError("intra- and inter-class APS need labels")
+        same = np.asarray(labels)[:, None] == np.asarray(labels)[None, :]
+        mask &= same if scope == "intra" else ~same
+    return float(sims[mask].mean()) if mask.any() else float("nan")
+
+
+def cmd(x: np.ndarray, y: np.ndarray, moments: int = 5) -> float:
+    """Central moment discrepancy between samples X and Y of embeddings in [-1, 1]."""
+    mean_x, mean_y = x.mean(axis=0), y.mean(axis=0)
+    total = 0.5 * float(np.linalg.norm(mean_x - mean_y))
+    for k in range(2, moments + 1):
+        central_x = ((x - mean_x) ** k).mean(axis=0)
+        central_y = ((y - mean_y) ** k).mean(axis=0)
+        total += float(np.linalg.norm(central_x - central_y)) / 2**k
+    return total
+
+
+def vocabulary_size(texts: Sequence[str]) -> int:
+    return len({token for text in texts for token in tokens(text)})
+
+
+def remote_clique(vectors: np.ndarray) -> float:
+    """Mean pairwise Euclidean distance, (1/n²) Σ_i Σ_j ‖e_i − e_j‖ (the diagonal's zeros included)."""
+    n = len(vectors)
+    if n == 0:
+        return float("nan")
+    squared = np.maximum((vectors**2).sum(1)[:, None] + (vectors**2).sum(1)[None, :] - 2 * vectors @ vectors.T, 0)
+    np.fill_diagonal(squared, 0.0)
+    return float(np.sqrt(squared).sum() / n**2)
+
+
+@dataclass(frozen=True)
+class SelfBleu:
+    value: float
+    sampled: int
+    total: int
+
+
+def self_bleu(texts: Sequence[str], sample: int = 500, seed: int = 0) -> SelfBleu:
+    """Mean BLEU-4 of each (sampled) text against all the others as references. Lower = more diverse."""
+    from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+
+    tokenised = [tokens(t) for t in texts]
+    n = len(tokenised)
+    if n < 2:
+        return SelfBleu(float("nan"), 0, n)
+    chosen = np.arange(n) if n <= sample else np.random.default_rng(seed).choice(n, size=sample, replace=False)
+    smooth = SmoothingFunction().method1
+    scores = [
+        sentence_bleu([ref for j, ref in enumerate(tokenised) if j != i], tokenised[i], smoothing_function=smooth)
+        for i in chosen
+    ]
+    return SelfBleu(float(np.mean(scores)), len(chosen), n)
+
+
+def distinct_n(texts: Sequence[str], n: int) -> float:
+    """Distinct n-grams over all n-grams of the set."""
+    grams = [tuple(words[i : i + n]) for words in map(tokens, texts) for i in range(len(words) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else float("nan")
