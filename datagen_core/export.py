@@ -89,7 +89,9 @@ def dataset_card(store: Store, frame: pd.DataFrame, run_id: str | None = None) -
             f"- target per label: {config.per_label}; labels: {', '.join(config.labels) or 'all'}; seed {config.seed}",
             f"- sampling: temperature {config.sampling.temperature}, top-p {config.sampling.top_p}, "
             f"max tokens {config.sampling.max_tokens}",
-            f"- parents: {config.genetic.parent_selection}; mutation: {'on' if config.genetic.mutation else 'off'}",
+            f"- parents: {config.genetic.parent_selection}; mutation: {'on' if config.genetic.mutation else 'off'}"
+            if config.method == "genetic" else f"- examples per call: {config.few_shot.k}"
+            if config.method == "few_shot" else f"- baseline method {config.method}: no parents",
             f"- LLM calls {usage['calls']:.0f} (cached {usage['cached_calls']:.0f}, "
             f"failed {usage['failed_calls']:.0f}); tokens {usage['prompt_tokens']:.0f} in / "
             f"{usage['completion_tokens']:.0f} out",

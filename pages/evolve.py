@@ -7,12 +7,13 @@ job's snapshot say. The live feed is a fragment that reruns every few seconds wh
 
 from __future__ import annotations
 
+import json
 import random
 
 import pandas as pd
 import streamlit as st
 
-from datagen_core.config import GeneticOptions, LLMConfig, RunConfig, SamplingParams
+from datagen_core.config import METHOD_NAMES, FewShotOptions, GeneticOptions, LLMConfig, RunConfig, SamplingParams
 from datagen_core.jobs import JobSnapshot
 from datagen_core.runner import start_run
 from datagen_core.store import RunInfo, SampleFilter, Store
@@ -20,6 +21,8 @@ from studio import state
 from studio.render import gene_split, genes_text, parent_ids, quoted
 
 LIVE_SECONDS = 2.0  # how often the feed redraws while a job is active
+METHOD_TITLES = {"genetic": "Genetic Prompt", "zero_shot": "Zero-shot (SimPrompt)", "few_shot": "Few-shot",
+                 "topic": "Zero-shot topic", "attrprompt": "AttrPrompt"}
 CARDS = 6  # newest offspring shown as cards
 RUN_KEY = "evolve_run"
 STOP_CONFIRM_KEY = "evolve_confirm_stop"
@@ -34,6 +37,13 @@ def new_run_form(store: Store, llm_config: LLMConfig) -> None:
     with st.expander("New run", expanded=not store.runs()), st.form("evolve_new_run"):
         if store.gene_set() is None:
             st.warning("This project has no genes yet: set them on the **Genes** page before starting a run.")
+        top_left, top_right = st.columns([2, 1])
+        method = top_left.selectbox(
+            "Method", METHOD_NAMES, format_func=METHOD_TITLES.get, key="evolve_method",
+            help="Genetic Prompt, or a baseline of the papers to compare with. Topic and AttrPrompt runs use the "
+                 "topics / attribute values proposed with `datagen topics|attributes propose`.")
+        shots = top_right.number_input("Examples per call (few-shot)", min_value=1, max_value=10, value=3,
+                                       key="evolve_shots", help="1 = one-shot; the paper used 3 and 5.")
         chosen = st.multiselect("Labels", labels, default=labels, key="evolve_labels")
         left, middle, right = st.columns(3)
         per_label = left.number_input("Target per label", min_value=1, max_value=1_000_000, value=20, step=10,
@@ -58,13 +68,15 @@ def new_run_form(store: Store, llm_config: LLMConfig) -> None:
         return
     session_llm = llm_config.model_copy(update={"max_in_flight": int(in_flight)})
     config = RunConfig(
+        method=method,
+        few_shot=FewShotOptions(k=int(shots)),
         per_label=int(per_label),
         labels=tuple(chosen) if len(chosen) < len(labels) else (),
         seed=int(seed) if seed is not None else random.randrange(2**31),
         sampling=SamplingParams(temperature=float(temperature), top_p=defaults.top_p,
                                 max_tokens=defaults.max_tokens, repeat_penalty=defaults.repeat_penalty),
         genetic=GeneticOptions(parent_selection=selection, mutation=bool(mutation)),
-        worked_example=llm_config.backend == "embedded",
+        worked_example=llm_config.backend == "embedded" and method == "genetic",
     )
 
     def launch() -> str:
@@ -162,26 +174,35 @@ def messages(run: RunInfo, snap: JobSnapshot | None) -> None:
 
 
 def offspring_card(row: pd.Series, parents: dict[int, pd.Series]) -> None:
-    """One offspring with both parents side by side and which genes came from where."""
+    """One offspring with both parents side by side and which genes came from where (for a baseline: the
+    examples it was shown and the topic or attribute values it was asked for)."""
     split = gene_split(row["gene_split"])
+    genetic = row["method"] == "genetic"
     with st.container(border=True):
         head = f"**#{row['id']}** · {row['label']} · {row['status']}"
         if isinstance(row["filter_reason"], str) and row["filter_reason"]:
             head += f" · :orange[filtered: {row['filter_reason']}]"
         st.markdown(head)
         st.markdown(quoted(row["text"]))
-        st.markdown(f"From parent 1: {genes_text(split['parent1'])} · From parent 2: {genes_text(split['parent2'])}"
-                    f" · Mutated: {genes_text(split['mutated'])}")
-        columns = st.columns(2)
-        for position, (column, parent_id) in enumerate(zip(columns, parent_ids(row["parent_ids"]), strict=False),
-                                                         start=1):
+        if genetic:
+            st.markdown(f"From parent 1: {genes_text(split['parent1'])} · From parent 2: "
+                        f"{genes_text(split['parent2'])} · Mutated: {genes_text(split['mutated'])}")
+        else:
+            details = json.loads(row["details"]) if isinstance(row["details"], str) and row["details"] else {}
+            asked = {k: v for k, v in details.items() if k in ("topic", "attributes", "k")}
+            st.caption(f"{METHOD_TITLES.get(row['method'], row['method'])}"
+                       + "".join(f" · {key}: {value}" for key, value in asked.items()))
+        ids = parent_ids(row["parent_ids"])
+        columns = st.columns(max(1, min(len(ids), 3)))
+        for position, (column, parent_id) in enumerate(zip(columns, ids, strict=False), start=1):
             parent = parents.get(parent_id)
+            name = f"Parent {position}" if genetic else f"Example {position}"
             with column:
-                genes = split[f"parent{position}"]
                 if parent is None:
-                    st.caption(f"Parent {position} #{parent_id}: no longer in the store")
+                    st.caption(f"{name} #{parent_id}: no longer in the store")
                     continue
-                st.caption(f"Parent {position} · #{parent_id} · {parent['origin']} · gives {genes_text(genes)}")
+                gives = f" · gives {genes_text(split[f'parent{position}'])}" if genetic and position <= 2 else ""
+                st.caption(f"{name} · #{parent_id} · {parent['origin']}{gives}")
                 st.markdown(quoted(parent["text"]))
 
 
@@ -208,8 +229,11 @@ def live_feed(run_id: str, live: bool) -> None:
         st.rerun()  # the job just ended: redraw the page so the feed stops ticking and buttons update
     config = run.config
     st.caption(
-        f"Model {run.llm.get('model')} · {config.genetic.parent_selection} parents · mutation "
-        f"{'on' if config.genetic.mutation else 'off'} · temperature {config.sampling.temperature} · seed "
+        f"{METHOD_TITLES.get(config.method, config.method)} · model {run.llm.get('model')} · "
+        + (f"{config.genetic.parent_selection} parents · mutation {'on' if config.genetic.mutation else 'off'} · "
+           if config.method == "genetic" else f"{config.few_shot.k} examples per call · "
+           if config.method == "few_shot" else "")
+        + f"temperature {config.sampling.temperature} · seed "
         f"{config.seed} · gene set v{run.gene_set_version}"
     )
     controls(store, run, snap, state.llm_config())

@@ -167,3 +167,26 @@ def test_no_genes_and_a_dead_endpoint_are_clear_messages(studio: Studio) -> None
     assert any("cannot reach the LLM endpoint http://127.0.0.1:9/v1" in e for e in errors), errors
     assert {m.label: m.value for m in at.metric}["Job"] == "failed"
     assert not at.button(key="evolve_resume").disabled  # a failed run may be retried, e.g. after fixing the URL
+
+
+def test_a_few_shot_run_shows_the_examples_it_was_given(studio: Studio) -> None:
+    with LoopbackServer(latency_s=0.02) as server:
+        llm = LLMConfig(backend="openai", base_url=server.base_url, model="loopback")
+        at = open_evolve(studio, llm)
+        at.selectbox(key="evolve_method").set_value("few_shot")
+        at.number_input(key="evolve_shots").set_value(3)
+        at.multiselect(key="evolve_labels").set_value(["ham"])
+        start(at, per_label=3)
+        store = studio.workspace().store(DEMO_PROJECT)
+        assert only_job(studio, store).wait(TIMEOUT)
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    (run,) = store.runs()
+    assert run.status == "completed" and run.method == "few_shot" and run.config.few_shot.k == 3
+    offspring = store.sample_page(SampleFilter(run_ids=(run.id,)))
+    real_ham = set(store.real_examples("ham")["id"])
+    captions = [c.value for c in at.caption]
+    assert any(c.startswith("Few-shot · model loopback · 3 examples per call") for c in captions)
+    for row in offspring.itertuples():
+        assert len(row.parent_ids) == 3 and set(row.parent_ids) <= real_ham  # real examples of its own label
+        assert any(c.startswith(f"Example 3 · #{row.parent_ids[2]} · real") for c in captions)
