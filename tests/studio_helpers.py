@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
+from streamlit.testing.v1.element_tree import Button
 
 from datagen_core.workspace import Workspace
 
@@ -70,3 +71,14 @@ def studio_session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
         if home.exists() and os.environ.get("DATAGEN_HOME") == str(home):
             studio.workspace().close()  # release the project files and stop background runs
         st.cache_resource.clear()
+
+
+def button(at: AppTest, label: str) -> Button:
+    """The page's button with this label (fails with the labels there are)."""
+    matches = [b for b in at.button if b.label == label]
+    assert matches, f"no button {label!r}; have {[b.label for b in at.button]}"
+    return matches[0]
+
+
+def errors(at: AppTest) -> list[str]:
+    return [e.value for e in at.error]

@@ -8,7 +8,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
-from streamlit.testing.v1.element_tree import Button
 
 from datagen_core.config import Gene, Label, LLMConfig, ProjectSpec
 from datagen_core.errors import DatagenError
@@ -16,7 +15,7 @@ from datagen_core.genes import constraints_from_text, genes_from_rows
 from datagen_core.store import Store
 
 from .loopback_server import LoopbackServer
-from .studio_helpers import Studio, studio_session
+from .studio_helpers import Studio, button, errors, studio_session
 
 DEMO = "sms-spam-demo"
 DEMO_GENES = ["length", "tone", "subtopic", "writing style"]
@@ -25,16 +24,6 @@ DEMO_GENES = ["length", "tone", "subtopic", "writing style"]
 @pytest.fixture
 def studio(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Studio]:
     yield from studio_session(tmp_path, monkeypatch)
-
-
-def button(at: AppTest, label: str) -> Button:
-    matches = [b for b in at.button if b.label == label]
-    assert matches, f"no button {label!r}; have {[b.label for b in at.button]}"
-    return matches[0]
-
-
-def errors(at: AppTest) -> list[str]:
-    return [e.value for e in at.error]
 
 
 def names(store: Store) -> list[str]:

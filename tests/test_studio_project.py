@@ -8,7 +8,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
-from streamlit.testing.v1.element_tree import Button
 
 from datagen_core.config import Label, ProjectSpec
 from datagen_core.errors import DatagenError
@@ -16,7 +15,7 @@ from datagen_core.ingest import NewProject, prepare_project, read_upload
 from datagen_core.workspace import Workspace
 
 from .loopback_server import LoopbackServer
-from .studio_helpers import Studio, studio_session
+from .studio_helpers import Studio, button, errors, studio_session
 
 GOOD_CSV = (
     b"message,category,id\n"
@@ -31,16 +30,6 @@ GOOD_CSV = (
 @pytest.fixture
 def studio(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Studio]:
     yield from studio_session(tmp_path, monkeypatch)
-
-
-def button(at: AppTest, label: str) -> Button:
-    matches = [b for b in at.button if b.label == label]
-    assert matches, f"no button {label!r}; have {[b.label for b in at.button]}"
-    return matches[0]
-
-
-def errors(at: AppTest) -> list[str]:
-    return [e.value for e in at.error]
 
 
 def subheaders(at: AppTest) -> list[str]:
