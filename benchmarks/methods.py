@@ -35,7 +35,13 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from datagen_core.config import (  # noqa: E402
-    FewShotOptions, Gene, GeneticOptions, Label, LLMConfig, ProjectSpec, RunConfig,
+    FewShotOptions,
+    Gene,
+    GeneticOptions,
+    Label,
+    LLMConfig,
+    ProjectSpec,
+    RunConfig,
 )
 from datagen_core.embed import Embedder  # noqa: E402
 from datagen_core.metrics import aps, cmd, remote_clique, self_bleu, vocabulary_size  # noqa: E402
@@ -110,7 +116,9 @@ def propose(store: Store, llm_config: LLMConfig, kind: str) -> tuple[Cost | None
             save_values(store, "attributes", propose_attribute_values(store, llm_config), "llm",
                         note="proposed by the LLM", gene_set_version=gene_set.version if gene_set else None)
     except Exception as exc:  # a small model may never produce the JSON asked for
-        return None, f"{kind} proposal failed: {exc}"
+        calls, tokens = proposal_cost(store, kind)
+        return None, (f"{kind} proposal failed after {calls} calls, {tokens} tokens, "
+                      f"{time.perf_counter() - started:.0f}s: {exc}")
     calls, tokens = proposal_cost(store, kind)
     return Cost(calls, tokens, time.perf_counter() - started), ""
 
@@ -174,7 +182,7 @@ def write_out(path: Path, rows: list[Row], footnotes: list[str]) -> None:
     if path.suffix == ".md":
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(c.replace("|", "/") for c in line) + " |" for line in body]
-        path.write_text("\n".join(lines + [""] + footnotes) + "\n")
+        path.write_text("\n".join([*lines, "", *footnotes]) + "\n")
     else:
         pd.DataFrame(body, columns=header).to_csv(path, index=False)
 
@@ -215,6 +223,10 @@ def main() -> None:
                 shown = "; ".join(f"{k}: {', '.join(v[:4])}{' ...' if len(v) > 4 else ''}"
                                   for k, v in (value_set.items.items() if value_set else []))
                 footnotes.append(f"  {kind}: {shown}")
+                values = [v for vs in (value_set.items.values() if value_set else []) for v in vs]
+                echoed = sum(v.startswith("<") or v.endswith(">") for v in values)
+                if echoed:
+                    footnotes.append(f"  {echoed} of {len(values)} {kind} echo the prompt's <placeholder>")
         for name, overrides in chosen:
             kind = PROPOSAL_FOR.get(str(overrides["method"]))
             extra = Cost()
