@@ -10,6 +10,7 @@ that never got a usable answer into a DatagenError saying what to do.
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
@@ -68,6 +69,9 @@ def ask_all(
     return asyncio.run(run())
 
 
+_PLACEHOLDER = re.compile(r"^<[^<>]*>$|^\.\.\.$")
+
+
 class _Phrases(BaseModel):
     """Short phrases, whitespace-normalised and unique (case-insensitive); at least two distinct."""
 
@@ -78,7 +82,7 @@ class _Phrases(BaseModel):
         unique: dict[str, str] = {}
         for phrase in phrases:
             phrase = " ".join(phrase.split()).strip(" .;,-*")
-            if phrase:
+            if phrase and not _PLACEHOLDER.match(phrase):  # small models copy the answer skeleton's "<topic>"
                 unique.setdefault(phrase.casefold(), phrase)
         if len(unique) < 2:
             raise ValueError("fewer than two distinct non-empty entries")

@@ -344,3 +344,11 @@ def test_baseline_prompts_carry_the_users_constraints_and_skip_a_missing_descrip
             "Text:",
         ]
         assert request.messages[0]["role"] == "system" and request.messages[-1]["content"] == request.prompt
+
+
+def test_proposals_drop_copied_answer_placeholders() -> None:
+    from datagen_core.proposals import TopicProposal, ValueProposal
+
+    assert TopicProposal(topics=["<topic1>", "sports", "...", "travel"]).topics == ["sports", "travel"]
+    with pytest.raises(ValueError, match="fewer than two"):
+        ValueProposal(values=["<value>", "<value2>", "formal"])
