@@ -373,6 +373,7 @@ def run(
                                               "(1 = one-shot; the paper used 1, 3, 5; default 3).")] = None,
     selection: Annotated[str, typer.Option("--selection", help="farthest (active) or random parents.")] = "farthest",
     no_mutation: Annotated[bool, typer.Option("--no-mutation", help="Ablation: no mutated genes.")] = False,
+    word_genes: Annotated[bool, typer.Option("--word-genes", help="Ablation: genes are the parents' words.")] = False,
     seed: Annotated[int | None, typer.Option("--seed", help="Fix splits, selection and the cache.")] = None,
     in_flight: Annotated[int | None, typer.Option("--in-flight", min=1, help="Concurrent LLM requests.")] = None,
     temperature: Annotated[float | None, typer.Option("--temperature")] = None,
@@ -415,7 +416,8 @@ def run(
                 seed=seed if seed is not None else random.randrange(2**31),
                 sampling=sampling,
                 method=method,  # type: ignore[arg-type]
-                genetic=GeneticOptions(parent_selection=selection, mutation=not no_mutation),  # type: ignore[arg-type]
+                genetic=GeneticOptions(parent_selection=selection, mutation=not no_mutation,  # type: ignore[arg-type]
+                                       word_genes=word_genes),
                 few_shot=FewShotOptions(k=shots) if shots is not None else FewShotOptions(),
                 use_cache=not no_cache,
                 worked_example=llm_config.backend == "embedded",
@@ -575,6 +577,7 @@ def demo(
     ensure_demo_project(home)
     out.print(f"demo project {DEMO_PROJECT!r} in {home}")
     run(DEMO_PROJECT, per_label=per_label, resume=False, labels=None, selection="farthest", no_mutation=False,
+        word_genes=False,
         seed=None, in_flight=None, temperature=None, top_p=None, max_tokens=None, no_cache=False,
         base_url=base_url, model=model, home=home)
 

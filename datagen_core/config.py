@@ -145,6 +145,7 @@ class GeneticOptions(Frozen):
 
     parent_selection: Literal["farthest", "random"] = "farthest"
     mutation: bool = True
+    word_genes: bool = Field(default=False, description="ablation: the genes are words of the parents, not attributes")
     approx_above: int = Field(default=20_000, ge=2, description="population size above which selection is approximate")
 
 

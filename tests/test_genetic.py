@@ -92,3 +92,21 @@ def test_propose_retries_malformed_answers_then_gives_a_clear_error(home: Path) 
             assert server.stats.completions == 1 + 2  # the connection check, a malformed and a valid answer
         with LoopbackServer(answer=lambda body: "[]") as server, pytest.raises(DatagenError, match="no usable genes"):
             propose_genes(store, loopback_config(server), attempts=2)
+
+
+def test_word_genes_come_from_each_parent_and_shape_the_prompt() -> None:
+    from datagen_core.methods.genetic import split_words
+
+    parent1, parent2 = "Where is the tallest mountain in Europe ?", "How many moons circle planet Jupiter today ?"
+    split = split_words(parent1, parent2, genes=4, rng=np.random.default_rng(3), mutation=True)
+    assert (len(split.parent1), len(split.parent2), len(split.mutated)) == (2, 1, 1)
+    assert set(split.parent1) <= {"where", "tallest", "mountain", "europe"}
+    assert set(split.parent2) <= {"many", "moons", "circle", "planet", "jupiter", "today"}
+    assert len({*split.parent1, *split.parent2, *split.mutated}) == 4  # four different words
+    prompt = crossover_prompt(task="t", text_kind="question", label="LOC", label_description="", parent1=parent1,
+                              parent2=parent2, split=split, word_genes=True)
+    assert f"1. it must use the word '{split.parent1[0]}' from Example 1;" in prompt
+    assert f"3. it must use the word '{split.parent2[0]}' from Example 2;" in prompt
+    assert f"4. it must not use the word '{split.mutated[0]}';" in prompt
+    without = split_words(parent1, parent2, genes=4, rng=np.random.default_rng(3), mutation=False)
+    assert without.mutated == () and len(without.parent1) + len(without.parent2) == 4

@@ -237,3 +237,20 @@ def test_a_model_that_only_repeats_itself_cannot_keep_a_label_asking_forever(hom
         assert summary.progress["HUM"].exhausted
         assert 5 <= store.filtered_counts(run_id)["duplicate"] <= 5 + 2  # what was in flight still lands
         assert "5 answers in a row were filtered" in " ".join(store.events(run_id)["message"])
+
+
+def test_word_as_gene_ablation_runs_with_words_of_the_parents(home: Path, embedder: Embedder,
+                                                              loopback: LoopbackServer) -> None:
+    with Store.open(make_project(home)) as store:
+        llm_config = loopback_config(loopback, max_in_flight=4)
+        run_id = start_run(store, config(4, genetic=GeneticOptions(word_genes=True)), llm_config)
+        assert run_generation(store, llm_config, run_id, embedder=embedder).status == "completed"
+        rows = store.samples(run_id=run_id)
+        assert len(rows) == 12
+        texts = {int(r.id): r.text.lower() for r in store.samples_by_ids(
+            sorted({int(p) for ids in rows["parent_ids"] for p in ids})).itertuples()}
+        for row in rows.itertuples():
+            split = json.loads(row.gene_split)
+            assert all(word in texts[int(row.parent_ids[0])] for word in split["parent1"])
+            assert all(word in texts[int(row.parent_ids[1])] for word in split["parent2"])
+            assert all(f"must use the word '{word}'" in row.prompt for word in split["parent1"] + split["parent2"])

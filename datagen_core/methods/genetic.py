@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -23,17 +24,42 @@ def split_genes(genes: Sequence[str], rng: np.random.Generator, mutation: bool) 
     return GeneSplit(parent1=tuple(shuffled[0::2]), parent2=tuple(shuffled[1::2]), mutated=tuple(mutated))
 
 
+_CONTENT_WORD = re.compile(r"[A-Za-z][A-Za-z'-]{3,}")
+
+
+def split_words(parent1: str, parent2: str, genes: int, rng: np.random.Generator, mutation: bool) -> GeneSplit:
+    """The "word as gene" ablation: as many genes as the attribute split has, each a word of a parent.
+
+    Inherited genes are words the offspring must use; a mutated gene is a parent's word it must avoid.
+    """
+    shape = split_genes([str(i) for i in range(genes)], rng, mutation)
+
+    def words(text: str, k: int, taken: set[str]) -> list[str]:
+        pool = sorted({w.lower() for w in _CONTENT_WORD.findall(text)} - taken)
+        return [pool[i] for i in rng.permutation(len(pool))[:k]]
+
+    first = words(parent1, len(shape.parent1), set())
+    second = words(parent2, len(shape.parent2), set(first))
+    avoided = words(parent1 + " " + parent2, len(shape.mutated), set(first) | set(second))
+    return GeneSplit(parent1=tuple(first), parent2=tuple(second), mutated=tuple(avoided))
+
+
 def crossover_prompt(
     *, task: str, text_kind: str, label: str, label_description: str, parent1: str, parent2: str, split: GeneSplit,
-    constraints: Sequence[str] = (),
+    constraints: Sequence[str] = (), word_genes: bool = False,
 ) -> str:
     """The crossover + mutation prompt of SPEC §1.5, with the user's constraints as further requirements."""
     requirements: list[str] = []
     if label_description:
         requirements.append(f"it must be about {label_description}")
-    requirements += [f"its '{gene}' inherits from Example 1" for gene in split.parent1]
-    requirements += [f"its '{gene}' inherits from Example 2" for gene in split.parent2]
-    requirements += [f"its '{gene}' must be different from both examples" for gene in split.mutated]
+    if word_genes:
+        requirements += [f"it must use the word '{word}' from Example 1" for word in split.parent1]
+        requirements += [f"it must use the word '{word}' from Example 2" for word in split.parent2]
+        requirements += [f"it must not use the word '{word}'" for word in split.mutated]
+    else:
+        requirements += [f"its '{gene}' inherits from Example 1" for gene in split.parent1]
+        requirements += [f"its '{gene}' inherits from Example 2" for gene in split.parent2]
+        requirements += [f"its '{gene}' must be different from both examples" for gene in split.mutated]
     requirements += [f"it must respect this constraint: {constraint}" for constraint in constraints]
     numbered = "\n".join(f"{i}. {req};" for i, req in enumerate(requirements, start=1))
     return (
@@ -85,6 +111,7 @@ class GeneticMethod(GenerationMethod):
             task=self.context.project.task, text_kind=self.context.project.text_kind, label=label,
             label_description=self.context.label(label).description, parent1=self._texts[parent1],
             parent2=self._texts[parent2], split=split, constraints=self.constraints,
+            word_genes=self.options.word_genes,
         )
 
     def _worked_example(self, label: str, parents: tuple[int, int]) -> tuple[list[dict[str, str]], list[int]]:
@@ -93,16 +120,22 @@ class GeneticMethod(GenerationMethod):
         if len(others) < 3:
             return [], []
         a, b, answer = (others[i] for i in self.rng.choice(len(others), size=3, replace=False))
-        split = split_genes(self.genes, self.rng, self.options.mutation)
+        split = self._split((a, b))
         exchange = [{"role": "user", "content": self._prompt(label, a, b, split)},
                     {"role": "assistant", "content": self._texts[answer]}]
         return exchange, [a, b, answer]
+
+    def _split(self, pair: tuple[int, int]) -> GeneSplit:
+        if self.options.word_genes:
+            return split_words(self._texts[pair[0]], self._texts[pair[1]], len(self.genes), self.rng,
+                               self.options.mutation)
+        return split_genes(self.genes, self.rng, self.options.mutation)
 
     def next_request(self, label: str) -> GenerationRequest | None:
         pair = self._selectors[label].select() if label in self._selectors else None
         if pair is None:
             return None
-        split = split_genes(self.genes, self.rng, self.options.mutation)
+        split = self._split(pair)
         prompt = self._prompt(label, pair[0], pair[1], split)
         system = (
             f"You write one {self.context.project.text_kind} for a labelled dataset. "
