@@ -213,7 +213,18 @@ class AttrPromptOptions(Frozen):
         return {name: _clean_values(vals) for name, vals in values.items() if _clean_values(vals)}
 
 
-MethodName = Literal["genetic", "zero_shot", "few_shot", "topic", "attrprompt"]
+class DataGenOptions(Frozen):
+    """DataGen-style generation: diverse few-shot examples, a dataset description, several items per call."""
+
+    items_per_call: int = Field(default=5, ge=1, le=20)
+    examples: int = Field(default=3, ge=1, le=10)
+    selection: Literal["greedy", "kmeans"] = Field(
+        default="greedy", description="greedy cosine threshold raised by 0.05 until enough, or one per k-means cluster"
+    )
+    description: str = Field(default="", description="what the dataset is for; the project's task when empty")
+
+
+MethodName = Literal["genetic", "zero_shot", "few_shot", "topic", "attrprompt", "datagen"]
 METHOD_NAMES: tuple[str, ...] = get_args(MethodName)
 
 
@@ -229,6 +240,7 @@ class RunConfig(Frozen):
     few_shot: FewShotOptions = FewShotOptions()
     topic: TopicOptions = TopicOptions()
     attrprompt: AttrPromptOptions = AttrPromptOptions()
+    datagen: DataGenOptions = DataGenOptions()
     max_chars: int = Field(default=1000, ge=10, description="longer outputs are filtered as too_long")
     worked_example: bool = Field(
         default=False,

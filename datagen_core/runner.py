@@ -77,6 +77,17 @@ class _Landed:
     error: LLMError | None
 
 
+@dataclass(frozen=True)
+class _Candidate:
+    """One sample of an answer (an answer holds several for methods that ask for several per call)."""
+
+    landed: _Landed
+    text: str
+    reason: str | None
+    position: int
+    of: int
+
+
 def start_run(store: Store, config: RunConfig, llm_config: LLMConfig) -> str:
     """Record a new run (the gene-set version and the topics or attribute values it uses included)."""
     config = prepare_run_config(store, config)
@@ -153,21 +164,22 @@ class Runner:
             label = min(open_labels, key=lambda lb: (self.progress[lb].target - self.progress[lb].needed)
                         / self.progress[lb].target)
             state = self.progress[label]
-            request = self.method.next_request(label)
+            request = self.method.next_request_for(label, state.needed)
             if request is None:
                 waiting.remove(label)
                 if state.in_flight == 0:
                     state.exhausted = True
                     self._message("warning", f"label {label!r}: every parent pair is used; stopping this label")
                 continue
-            state.in_flight += 1
+            state.in_flight += request.items
             tasks.add(asyncio.create_task(self._ask(request)))
 
     async def _ask(self, request: GenerationRequest) -> _Landed:
         requested_at = utcnow()
         try:
             completion = await self.llm.complete(
-                request.messages, sampling=self.config.sampling, purpose=self.config.method,
+                request.messages, sampling=request.sampling or self.config.sampling, schema=request.schema,
+                purpose=self.config.method,
                 sample_index=":".join(filter(None, (f"seed:{self.config.seed}", request.sample_index))),
             )
             return _Landed(request, requested_at, completion, None)
@@ -176,9 +188,10 @@ class Runner:
         except LLMError as exc:
             return _Landed(request, requested_at, None, exc)
 
-    def _triage(self, landed: Sequence[_Landed]) -> list[tuple[_Landed, str, str | None]]:
-        """Count failures, parse answers and mark filtered ones (refusal, empty, too long, duplicate)."""
-        candidates: list[tuple[_Landed, str, str | None]] = []
+    def _triage(self, landed: Sequence[_Landed]) -> list[_Candidate]:
+        """Count failures, parse answers (one or several samples each) and mark filtered ones (refusal, empty,
+        too long, duplicate, extra items beyond what was asked)."""
+        candidates: list[_Candidate] = []
         for item in landed:
             if item.completion is None:
                 self.progress[item.request.label].failed += 1
@@ -187,41 +200,47 @@ class Runner:
                 continue
             self._consecutive_failures = 0
             label = item.request.label
-            text, reason = self.method.parse(item.request, item.completion.text)
-            if reason is None:
-                digest = text_hash(text)
-                if digest in self._hashes[label]:
-                    reason = "duplicate"
-                else:
-                    self._hashes[label].add(digest)
-            self._filtered_in_a_row[label] = 0 if reason is None else self._filtered_in_a_row[label] + 1
-            if self._filtered_in_a_row[label] >= self.config.max_failures and not self.progress[label].exhausted:
-                # a model that only repeats itself or refuses would otherwise keep this label asking forever
-                self.progress[label].exhausted = True
-                self._message("warning", f"label {label!r}: {self.config.max_failures} answers in a row were "
-                              f"filtered (last: {reason}); stopping this label")
-            candidates.append((item, text, reason))
+            pieces = self.method.parse_many(item.request, item.completion.text)
+            for position, (text, reason) in enumerate(pieces):
+                if reason is None and position >= item.request.items:
+                    reason = "extra_item"  # kept targets exact: never more than was counted in flight
+                if reason is None:
+                    digest = text_hash(text)
+                    if digest in self._hashes[label]:
+                        reason = "duplicate"
+                    else:
+                        self._hashes[label].add(digest)
+                self._count_filtered(label, reason)
+                candidates.append(_Candidate(item, text, reason, position, len(pieces)))
         if self._consecutive_failures >= self.config.max_failures:
             raise LLMFatalError(f"{self._consecutive_failures} LLM calls in a row failed; stopping the run")
         return candidates
 
-    def _write(self, candidates: Sequence[tuple[_Landed, str, str | None]]) -> tuple[list[NewSample], np.ndarray]:
+    def _count_filtered(self, label: str, reason: str | None) -> None:
+        """A model that only repeats itself or refuses would otherwise keep a label asking forever."""
+        self._filtered_in_a_row[label] = 0 if reason is None else self._filtered_in_a_row[label] + 1
+        if self._filtered_in_a_row[label] >= self.config.max_failures and not self.progress[label].exhausted:
+            self.progress[label].exhausted = True
+            self._message("warning", f"label {label!r}: {self.config.max_failures} answers in a row were "
+                          f"filtered (last: {reason}); stopping this label")
+
+    def _write(self, candidates: Sequence[_Candidate]) -> tuple[list[NewSample], np.ndarray]:
         """Embed the kept texts and write the batch in one transaction (runs in a worker thread)."""
-        kept_texts = [text for _, text, reason in candidates if reason is None]
+        kept_texts = [c.text for c in candidates if c.reason is None]
         vectors, fresh = self.embedder.embed(self.store, kept_texts)
         ids = self.store.allocate_sample_ids(len(candidates))
-        samples = [
-            NewSample(
-                id=sample_id, run_id=self.run.id, label=item.request.label, text=text, method=self.config.method,
-                parent_ids=item.request.parent_ids, gene_split=item.request.gene_split, prompt=item.request.prompt,
-                details=item.request.details, model=self.llm.model, sampling=self.config.sampling.model_dump(),
-                raw_response=item.completion.text, llm_call_id=item.completion.call.id,  # type: ignore[union-attr]
-                prompt_tokens=item.completion.call.prompt_tokens,  # type: ignore[union-attr]
-                completion_tokens=item.completion.call.completion_tokens,  # type: ignore[union-attr]
-                requested_at=item.requested_at, filter_reason=reason,  # type: ignore[arg-type]
-            )
-            for sample_id, (item, text, reason) in zip(ids, candidates, strict=True)
-        ]
+        samples = []
+        for sample_id, c in zip(ids, candidates, strict=True):
+            request, call = c.landed.request, c.landed.completion.call  # type: ignore[union-attr]
+            details = request.details if c.of == 1 else {**request.details, "item": c.position, "items": c.of}
+            samples.append(NewSample(
+                id=sample_id, run_id=self.run.id, label=request.label, text=c.text, method=self.config.method,
+                parent_ids=request.parent_ids, gene_split=request.gene_split, prompt=request.prompt, details=details,
+                model=self.llm.model, sampling=(request.sampling or self.config.sampling).model_dump(),
+                raw_response=c.landed.completion.text, llm_call_id=call.id,  # type: ignore[union-attr]
+                prompt_tokens=call.prompt_tokens // c.of, completion_tokens=call.completion_tokens // c.of,
+                requested_at=c.landed.requested_at, filter_reason=c.reason,  # type: ignore[arg-type]
+            ))
         self.store.write_offspring(samples, self.llm.take_pending_calls(), fresh, self.embedder.name)
         return samples, vectors
 
@@ -240,7 +259,7 @@ class Runner:
             else:
                 state.filtered += 1
         for item in landed:  # counted as in flight until persisted, so refills never overshoot a target
-            self.progress[item.request.label].in_flight -= 1
+            self.progress[item.request.label].in_flight -= item.request.items
         self.observer.on_batch(samples, self.progress)
         return samples
 

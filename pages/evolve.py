@@ -22,7 +22,7 @@ from studio.render import gene_split, genes_text, parent_ids, quoted
 
 LIVE_SECONDS = 2.0  # how often the feed redraws while a job is active
 METHOD_TITLES = {"genetic": "Genetic Prompt", "zero_shot": "Zero-shot (SimPrompt)", "few_shot": "Few-shot",
-                 "topic": "Zero-shot topic", "attrprompt": "AttrPrompt"}
+                 "topic": "Zero-shot topic", "attrprompt": "AttrPrompt", "datagen": "DataGen (several per call)"}
 CARDS = 6  # newest offspring shown as cards
 RUN_KEY = "evolve_run"
 STOP_CONFIRM_KEY = "evolve_confirm_stop"
@@ -39,7 +39,7 @@ def new_run_form(store: Store, llm_config: LLMConfig) -> None:
             st.warning("This project has no genes yet: set them on the **Genes** page before starting a run.")
         top_left, top_right = st.columns([2, 1])
         method = top_left.selectbox(
-            "Method", METHOD_NAMES, format_func=METHOD_TITLES.get, key="evolve_method",
+            "Method", METHOD_NAMES, format_func=lambda m: METHOD_TITLES.get(m, m), key="evolve_method",
             help="Genetic Prompt, or a baseline of the papers to compare with. Topic and AttrPrompt runs use the "
                  "topics / attribute values proposed with `datagen topics|attributes propose`.")
         shots = top_right.number_input("Examples per call (few-shot)", min_value=1, max_value=10, value=3,

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from datagen_core.config import FewShotOptions, RunConfig, SamplingParams, TopicOptions
+from datagen_core.config import METHOD_NAMES, FewShotOptions, RunConfig, SamplingParams, TopicOptions
 from datagen_core.embed import Embedder
 from datagen_core.errors import DatagenError
 from datagen_core.methods import METHODS, MethodContext, make_method, prepare_run_config
@@ -85,9 +85,9 @@ def prompt_lines(prompt: str, label: str) -> list[str]:
 
 
 def test_registry_matches_the_config_literal() -> None:
-    assert set(METHODS) == {"genetic", "zero_shot", "few_shot", "topic", "attrprompt"}
+    assert set(METHODS) == {"genetic", "zero_shot", "few_shot", "topic", "attrprompt", "datagen"} == set(METHOD_NAMES)
     with pytest.raises(ValueError, match="method"):
-        RunConfig(per_label=1, seed=1, sampling=SAMPLING, method="datagen")  # type: ignore[arg-type]
+        RunConfig(per_label=1, seed=1, sampling=SAMPLING, method="evolution")  # type: ignore[arg-type]
 
 
 def test_zero_shot_reaches_exact_targets_with_one_plain_prompt_and_distinct_answers(

@@ -8,6 +8,7 @@ from ..config import RunConfig
 from ..store import Store
 from .attrprompt import AttrPromptMethod
 from .base import GenerationMethod, GenerationRequest, MethodContext, clean_output
+from .datagen import DataGenMethod
 from .few_shot import FewShotMethod
 from .genetic import GeneticMethod
 from .topic import TopicMethod
@@ -15,7 +16,7 @@ from .zero_shot import ZeroShotMethod
 
 METHODS: dict[str, type[GenerationMethod]] = {
     method.name: method
-    for method in (GeneticMethod, ZeroShotMethod, FewShotMethod, TopicMethod, AttrPromptMethod)
+    for method in (GeneticMethod, ZeroShotMethod, FewShotMethod, TopicMethod, AttrPromptMethod, DataGenMethod)
 }
 
 

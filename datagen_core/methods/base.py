@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..config import GeneSet, Label, RunConfig
+from ..config import GeneSet, Label, RunConfig, SamplingParams
 from ..records import GeneSplit
 from ..store import PopulationMember, ProjectInfo, Store
 
@@ -37,6 +37,11 @@ class GenerationRequest:
     #: Tells apart requests whose messages repeat (zero-shot asks the same prompt every time): it enters the
     #: response-cache key and the seed sent, so a repeated prompt gets a fresh answer instead of a duplicate.
     sample_index: str = ""
+    #: How many samples the answer holds (DataGen asks for several per call); the runner counts them in flight.
+    items: int = 1
+    #: JSON schema the answer must follow and sampling for this request (None: the run's own, no schema).
+    schema: dict[str, Any] | None = None
+    sampling: SamplingParams | None = None
 
 
 @dataclass(frozen=True)
@@ -75,9 +80,17 @@ class GenerationMethod(ABC):
     def next_request(self, label: str) -> GenerationRequest | None:
         """The next request for `label`, or None when the method has nothing new to ask."""
 
+    def next_request_for(self, label: str, room: int) -> GenerationRequest | None:
+        """The next request asking for at most `room` samples (what the label still needs)."""
+        return self.next_request(label)
+
     def parse(self, request: GenerationRequest, raw: str) -> tuple[str, str | None]:
         """The sample text in a raw answer, and why it is rejected (None when it is kept)."""
         return clean_output(raw, self.context.config.max_chars)
+
+    def parse_many(self, request: GenerationRequest, raw: str) -> list[tuple[str, str | None]]:
+        """Every sample an answer holds, each with why it is rejected (one per answer unless overridden)."""
+        return [self.parse(request, raw)]
 
 
 def clean_output(raw: str, max_chars: int) -> tuple[str, str | None]:

@@ -1,0 +1,129 @@
+"""DataGen-style generation (SPEC §2): diverse few-shot examples, the dataset description, the user's numbered
+constraints, and several items per call in a validated JSON answer.
+
+Examples are chosen for diversity among the label's real seeds: greedily (a candidate joins when its
+highest cosine similarity to those chosen is below a threshold t, t raised from 0 in steps of 0.05 until
+enough are found; candidates come in a fresh random order each call) or one per k-means cluster (a random
+member of each cluster, so calls differ). An answer that is not valid JSON becomes one filtered sample
+(`invalid_json`) with the raw response kept, so a malformed answer never stops a run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import numpy as np
+from pydantic import BaseModel, Field, ValidationError
+
+from ..config import SamplingParams
+from ..store import PopulationMember
+from .base import BaselineMethod, GenerationRequest, MethodContext, clean_output
+
+THRESHOLD_STEP = 0.05
+
+
+class _Item(BaseModel):
+    text: str
+
+
+class _Answer(BaseModel):
+    items: list[_Item] = Field(min_length=1)
+
+
+def greedy_diverse(vectors: np.ndarray, k: int, order: Sequence[int]) -> list[int]:
+    """Positions of up to k rows whose pairwise cosine similarity stays below the lowest threshold that finds k."""
+    k = min(k, len(order))
+    threshold = 0.0
+    while True:
+        chosen: list[int] = []
+        for i in order:
+            if not chosen or float(np.max(vectors[chosen] @ vectors[i])) < threshold:
+                chosen.append(int(i))
+                if len(chosen) == k:
+                    return chosen
+        threshold += THRESHOLD_STEP
+        if threshold > 1.0 + THRESHOLD_STEP:  # duplicates everywhere: take the first k as they come
+            return [int(i) for i in order[:k]]
+
+
+def kmeans_clusters(vectors: np.ndarray, k: int, seed: int) -> list[list[int]]:
+    """Row positions grouped into k clusters (fewer when there are fewer rows)."""
+    from sklearn.cluster import KMeans
+
+    k = min(k, len(vectors))
+    labels = KMeans(n_clusters=k, n_init=4, random_state=seed).fit_predict(vectors)
+    return [list(np.flatnonzero(labels == c)) for c in range(k) if np.any(labels == c)]
+
+
+class DataGenMethod(BaselineMethod):
+    name = "datagen"
+
+    def __init__(self, context: MethodContext, rng: np.random.Generator) -> None:
+        super().__init__(context, rng)
+        self.options = context.config.datagen
+        self._ids: dict[str, list[int]] = {}
+        self._texts: dict[int, str] = {}
+        self._vectors: dict[str, list[np.ndarray]] = {}
+        self._clusters: dict[str, list[list[int]]] = {}
+
+    def observe(self, label: str, members: Sequence[PopulationMember], vectors: np.ndarray) -> None:
+        for member, vector in zip(members, vectors, strict=True):
+            if member.origin == "real":
+                self._ids.setdefault(label, []).append(member.id)
+                self._vectors.setdefault(label, []).append(np.asarray(vector, dtype=np.float32))
+                self._texts[member.id] = member.text
+        self._clusters.pop(label, None)
+
+    def _examples(self, label: str) -> list[int]:
+        ids, vectors = self._ids[label], np.stack(self._vectors[label])
+        if self.options.selection == "kmeans":
+            if label not in self._clusters:
+                self._clusters[label] = kmeans_clusters(vectors, self.options.examples, self.context.config.seed)
+            return [ids[int(self.rng.choice(cluster))] for cluster in self._clusters[label]]
+        order = [int(i) for i in self.rng.permutation(len(ids))]
+        return [ids[i] for i in greedy_diverse(vectors, self.options.examples, order)]
+
+    def next_request(self, label: str) -> GenerationRequest | None:
+        return self.next_request_for(label, self.options.items_per_call)
+
+    def next_request_for(self, label: str, room: int) -> GenerationRequest | None:
+        if not self._ids.get(label):
+            return None
+        count = max(1, min(room, self.options.items_per_call))
+        shown = self._examples(label)
+        project = self.context.project
+        description = self.options.description or project.task
+        gene_set = self.context.gene_set
+        constraints = gene_set.constraints if gene_set else ()
+        lines = [f"You are generating a dataset for {description}. Each item is a {project.text_kind}.",
+                 f"Here are real examples of the '{label}' category:"]
+        lines += [f"Example {i}: {self._texts[sample]}" for i, sample in enumerate(shown, start=1)]
+        wanted = [f"every item must be of the '{label}' category"]
+        if self.context.label(label).description:
+            wanted.append(f"every item must be about {self.context.label(label).description}")
+        wanted += ["the items must differ from the examples and from each other in content and wording"]
+        wanted += [f"respect this constraint: {constraint}" for constraint in constraints]
+        lines.append(f"Write {count} new items. Requirements:")
+        lines += [f"{i}. {req};" for i, req in enumerate(wanted, start=1)]
+        lines.append('Answer with JSON only: {"items": [{"text": "..."}' + (", ..." if count > 1 else "") + "]}")
+        prompt = "\n".join(lines)
+        sampling = self.context.config.sampling
+        system = f"You write {project.text_kind} items for a labelled dataset. Answer with JSON only."
+        return GenerationRequest(
+            label=label, messages=[{"role": "system", "content": system}, {"role": "user", "content": prompt}],
+            prompt=prompt, parent_ids=tuple(shown),
+            details={"example_ids": list(shown), "selection": self.options.selection},
+            sample_index=f"draw:{int(self.rng.integers(2**62))}", items=count, schema=_Answer.model_json_schema(),
+            sampling=SamplingParams(temperature=sampling.temperature, top_p=sampling.top_p,
+                                    max_tokens=min(8192, sampling.max_tokens * count),
+                                    repeat_penalty=sampling.repeat_penalty),
+        )
+
+    def parse_many(self, request: GenerationRequest, raw: str) -> list[tuple[str, str | None]]:
+        start, end = raw.find("{"), raw.rfind("}")
+        try:
+            answer = _Answer.model_validate(json.loads(raw[start : end + 1] if start >= 0 else raw))
+        except (json.JSONDecodeError, ValidationError):
+            return [(raw.strip()[:1000], "invalid_json")]
+        return [clean_output(item.text, self.context.config.max_chars) for item in answer.items]
