@@ -57,12 +57,14 @@ METHODS: list[tuple[str, dict[str, object]]] = [
     ("genetic", {"method": "genetic"}),
     ("genetic random parents", {"method": "genetic", "genetic": GeneticOptions(parent_selection="random")}),
     ("genetic no mutation", {"method": "genetic", "genetic": GeneticOptions(mutation=False)}),
+    ("genetic word genes", {"method": "genetic", "genetic": GeneticOptions(word_genes=True)}),
     ("zero_shot", {"method": "zero_shot"}),
     ("few_shot k=1", {"method": "few_shot", "few_shot": FewShotOptions(k=1)}),
     ("few_shot k=3", {"method": "few_shot", "few_shot": FewShotOptions(k=3)}),
     ("few_shot k=5", {"method": "few_shot", "few_shot": FewShotOptions(k=5)}),
     ("topic", {"method": "topic"}),
     ("attrprompt", {"method": "attrprompt"}),
+    ("datagen", {"method": "datagen"}),
 ]
 PROPOSAL_FOR = {"topic": "topics", "attrprompt": "attributes"}
 

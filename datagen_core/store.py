@@ -105,27 +105,20 @@ CREATE TABLE projection_points (
 );
 """
 
-# Topics per label / values per attribute that the baseline methods sample (versioned like gene sets).
-# IF NOT EXISTS: project files made before this table existed gain it on their first write.
-_VALUE_SETS_DDL = """
-CREATE TABLE IF NOT EXISTS value_sets (
+# Topics per label / values per attribute that the baseline methods sample (versioned like gene sets),
+# and a knowledge base the user loads for fact checks (SPEC §3): passages and a term index for BM25 in SQL
+# (DuckDB's fts extension cannot be installed offline for this DuckDB version).
+_SCHEMA += """
+CREATE TABLE value_sets (
     kind VARCHAR NOT NULL, version INTEGER NOT NULL, items VARCHAR NOT NULL, source VARCHAR NOT NULL,
     note VARCHAR NOT NULL, gene_set_version INTEGER, created_at TIMESTAMP NOT NULL, PRIMARY KEY (kind, version)
 );
-"""
-_SCHEMA += _VALUE_SETS_DDL
-
-# A knowledge base the user loads for fact checks (SPEC §3): passages, and a term index for BM25 in SQL
-# (DuckDB's fts extension cannot be installed offline for this DuckDB version). IF NOT EXISTS: older
-# project files gain these tables on their first knowledge-base write.
-_KB_DDL = """
-CREATE TABLE IF NOT EXISTS kb_documents (
+CREATE TABLE kb_documents (
     id BIGINT PRIMARY KEY, source VARCHAR NOT NULL, title VARCHAR, text VARCHAR NOT NULL,
     text_hash VARCHAR NOT NULL UNIQUE, length INTEGER NOT NULL, created_at TIMESTAMP NOT NULL
 );
-CREATE TABLE IF NOT EXISTS kb_terms (doc_id BIGINT NOT NULL, term VARCHAR NOT NULL, tf INTEGER NOT NULL);
+CREATE TABLE kb_terms (doc_id BIGINT NOT NULL, term VARCHAR NOT NULL, tf INTEGER NOT NULL);
 """
-_SCHEMA += _KB_DDL
 
 RUN_STATUSES = ("running", "completed", "interrupted", "stopped", "failed")
 SAMPLE_STATUSES = ("pending", "accepted", "rejected")
@@ -425,7 +418,6 @@ class Store:
     ) -> ValueSet:
         """Save topics per label or values per attribute as the next version of that kind."""
         with self.transaction() as cur:
-            cur.execute(_VALUE_SETS_DDL)
             version = cur.execute(
                 "SELECT coalesce(max(version), 0) + 1 FROM value_sets WHERE kind = ?", [kind]
             ).fetchone()[0]
@@ -439,15 +431,11 @@ class Store:
         return value_set
 
     def value_sets(self, kind: str) -> list[ValueSet]:
-        """Every version of one kind, oldest first; none in a project file older than the table."""
-        try:
-            rows = self.cursor().execute(
-                "SELECT version, items, source, note, gene_set_version FROM value_sets WHERE kind = ? "
-                "ORDER BY version",
-                [kind],
-            ).fetchall()
-        except duckdb.CatalogException:
-            return []
+        """Every version of one kind, oldest first."""
+        rows = self.cursor().execute(
+            "SELECT version, items, source, note, gene_set_version FROM value_sets WHERE kind = ? ORDER BY version",
+            [kind],
+        ).fetchall()
         return [ValueSet(kind=kind, version=v, items=json.loads(items), source=s, note=n,  # type: ignore[arg-type]
                          gene_set_version=g) for v, items, s, n, g in rows]
 
@@ -751,7 +739,6 @@ class Store:
         """
         now = utcnow()
         with self.transaction() as cur:
-            cur.execute(_KB_DDL)
             known = {h for (h,) in cur.execute("SELECT text_hash FROM kb_documents").fetchall()}
             next_id = int(cur.execute("SELECT coalesce(max(id), 0) + 1 FROM kb_documents").fetchall()[0][0])
             docs: list[dict[str, Any]] = []

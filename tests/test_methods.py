@@ -253,9 +253,8 @@ def test_attrprompt_needs_values_and_proposals_need_genes(home: Path) -> None:
         assert prepare_run_config(store, config(2, "attrprompt")).attrprompt.values == {"tone": ("casual", "urgent")}
 
 
-def test_value_sets_are_versioned_edits_and_old_project_files_gain_the_table(home: Path) -> None:
+def test_value_sets_are_versioned_edits(home: Path) -> None:
     with Store.open(make_project(home)) as store:
-        store.cursor().execute("DROP TABLE value_sets")  # a project file from before the table existed
         assert store.value_sets("topics") == [] and store.value_set("topics") is None
         first = save_values(store, "topics", {"HUM": [" inventors ", "Inventors", "", "athletes"], "LOC": ["x"]},
                             "llm")
