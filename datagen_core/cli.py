@@ -374,6 +374,8 @@ def run(
     selection: Annotated[str, typer.Option("--selection", help="farthest (active) or random parents.")] = "farthest",
     no_mutation: Annotated[bool, typer.Option("--no-mutation", help="Ablation: no mutated genes.")] = False,
     word_genes: Annotated[bool, typer.Option("--word-genes", help="Ablation: genes are the parents' words.")] = False,
+    dedup: Annotated[float | None, typer.Option("--dedup", help="In-run group check: filter offspring closer "
+                                                "than this distance to the population (DataGen: 0.3).")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Fix splits, selection and the cache.")] = None,
     in_flight: Annotated[int | None, typer.Option("--in-flight", min=1, help="Concurrent LLM requests.")] = None,
     temperature: Annotated[float | None, typer.Option("--temperature")] = None,
@@ -420,6 +422,7 @@ def run(
                                        word_genes=word_genes),
                 few_shot=FewShotOptions(k=shots) if shots is not None else FewShotOptions(),
                 use_cache=not no_cache,
+                dedup_distance=dedup,
                 worked_example=llm_config.backend == "embedded",
             )
             run_id = start_run(store, config, llm_config)
@@ -577,7 +580,7 @@ def demo(
     ensure_demo_project(home)
     out.print(f"demo project {DEMO_PROJECT!r} in {home}")
     run(DEMO_PROJECT, per_label=per_label, resume=False, labels=None, selection="farthest", no_mutation=False,
-        word_genes=False,
+        word_genes=False, dedup=None,
         seed=None, in_flight=None, temperature=None, top_p=None, max_tokens=None, no_cache=False,
         base_url=base_url, model=model, home=home)
 

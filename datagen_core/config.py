@@ -247,4 +247,8 @@ class RunConfig(Frozen):
         description="open each chat with one worked exchange answered by a real seed; keeps small models on format",
     )
     use_cache: bool = True
+    dedup_distance: float | None = Field(
+        default=None, ge=0.0, le=2.0,
+        description="in-run group check: filter offspring closer than this (Euclidean, normalised) to the population",
+    )
     max_failures: int = Field(default=50, ge=1, description="consecutive failed calls before the run stops")

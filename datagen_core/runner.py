@@ -9,6 +9,7 @@ for exactly the missing number of offspring.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 import uuid
@@ -133,6 +134,7 @@ class Runner:
         self._hashes: dict[str, set[str]] = {lb: set() for lb in self.labels}
         self._consecutive_failures = 0
         self._filtered_in_a_row = dict.fromkeys(self.labels, 0)
+        self._pool: dict[str, np.ndarray] = {}  # population vectors per label, for in-run group checking
 
     # ------------------------------------------------------------ set-up
     def _load_populations(self) -> None:
@@ -152,6 +154,9 @@ class Runner:
             self.store.put_embeddings(self.embedder.name, fresh)
         self.method.observe(label, members, vectors)
         self._hashes[label].update(m.text_hash for m in members)
+        if self.config.dedup_distance is not None:
+            held = self._pool.get(label)
+            self._pool[label] = vectors if held is None else np.concatenate([held, vectors])
 
     # -------------------------------------------------------------- loop
     def _schedule(self, tasks: set[asyncio.Task[_Landed]]) -> None:
@@ -216,6 +221,32 @@ class Runner:
             raise LLMFatalError(f"{self._consecutive_failures} LLM calls in a row failed; stopping the run")
         return candidates
 
+    def _group_check(
+        self, candidates: Sequence[_Candidate], vectors: np.ndarray
+    ) -> tuple[list[_Candidate], np.ndarray]:
+        """In-run group checking (DataGen): an offspring closer than `dedup_distance` to a member of its label's
+        population, or to one kept earlier in this batch, is filtered as `near_duplicate`."""
+        checked: list[_Candidate] = []
+        keep: list[bool] = []
+        batch: dict[str, list[np.ndarray]] = {}
+        rows = iter(vectors)
+        for c in candidates:
+            if c.reason is not None:
+                checked.append(c)
+                continue
+            vector, label = next(rows), c.landed.request.label
+            pool = [p for p in (self._pool.get(label), *(v[None, :] for v in batch.get(label, []))) if p is not None]
+            nearest = min((float(np.min(np.linalg.norm(p - vector, axis=1))) for p in pool if len(p)), default=None)
+            close = nearest is not None and nearest < self.config.dedup_distance  # type: ignore[operator]
+            keep.append(not close)
+            if close:
+                checked.append(dataclasses.replace(c, reason="near_duplicate"))
+                self._count_filtered(label, "near_duplicate")
+            else:
+                checked.append(c)
+                batch.setdefault(label, []).append(vector)
+        return checked, vectors[np.asarray(keep, dtype=bool)] if len(vectors) else vectors
+
     def _count_filtered(self, label: str, reason: str | None) -> None:
         """A model that only repeats itself or refuses would otherwise keep a label asking forever."""
         self._filtered_in_a_row[label] = 0 if reason is None else self._filtered_in_a_row[label] + 1
@@ -228,6 +259,8 @@ class Runner:
         """Embed the kept texts and write the batch in one transaction (runs in a worker thread)."""
         kept_texts = [c.text for c in candidates if c.reason is None]
         vectors, fresh = self.embedder.embed(self.store, kept_texts)
+        if self.config.dedup_distance is not None:
+            candidates, vectors = self._group_check(candidates, vectors)
         ids = self.store.allocate_sample_ids(len(candidates))
         samples = []
         for sample_id, c in zip(ids, candidates, strict=True):
@@ -251,7 +284,7 @@ class Runner:
         for label in {s.label for s in kept}:
             rows = [i for i, s in enumerate(kept) if s.label == label]
             members = [PopulationMember(kept[i].id, kept[i].text, kept[i].text_hash, "synthetic") for i in rows]
-            self.method.observe(label, members, vectors[rows])
+            self._admit(label, members, vectors[rows])
         for sample in samples:
             state = self.progress[sample.label]
             if sample.filter_reason is None:

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from datagen_core.config import GeneticOptions, RunConfig, SamplingParams
@@ -254,3 +255,36 @@ def test_word_as_gene_ablation_runs_with_words_of_the_parents(home: Path, embedd
             assert all(word in texts[int(row.parent_ids[0])] for word in split["parent1"])
             assert all(word in texts[int(row.parent_ids[1])] for word in split["parent2"])
             assert all(f"must use the word '{word}'" in row.prompt for word in split["parent1"] + split["parent2"])
+
+
+def test_in_run_group_check_filters_near_copies_of_the_population(home: Path, embedder: Embedder) -> None:
+    """Every other answer is parent 1 with a remark appended: close in embedding space, a new text hash."""
+    import re as regex
+
+    def near_copies(body: dict[str, object]) -> str:
+        messages = body["messages"]  # type: ignore[index]
+        parent = regex.search(r"Example 1: (.+)\n", messages[-1]["content"])
+        if parent and hash(messages[-1]["content"]) % 2 == 0:
+            return parent.group(1) + " Thanks!"
+        from .loopback_server import deterministic_text
+
+        return deterministic_text(messages, body.get("seed"))  # type: ignore[arg-type]
+
+    with Store.open(make_project(home)) as store, LoopbackServer(answer=near_copies) as server:
+        llm_config = loopback_config(server, max_in_flight=4)
+        run_id = start_run(store, config(6, dedup_distance=0.3), llm_config)
+        summary = run_generation(store, llm_config, run_id, embedder=embedder)
+        assert summary.status == "completed" and store.kept_counts(run_id) == {"HUM": 6, "LOC": 6, "NUM": 6}
+        rows = store.samples(run_id=run_id, include_filtered=True)
+        copies = rows[rows["text"].str.endswith(" Thanks!")]
+        # each copy is filtered: near the population, or (the same parent copied twice) an exact duplicate
+        assert len(copies) > 0 and "near_duplicate" in set(copies["filter_reason"])
+        assert set(copies["filter_reason"]) <= {"near_duplicate", "duplicate"}
+        kept = rows[rows["filter_reason"].isna()]
+        vectors = embedder.encode(list(kept["text"]))
+        for label in ("HUM", "LOC", "NUM"):
+            mine = vectors[(kept["label"] == label).to_numpy()]
+            seeds = embedder.encode(list(store.real_examples(label)["text"]))
+            pool = np.concatenate([seeds, mine])
+            distances = np.linalg.norm(pool[:, None, :] - pool[None, :, :], axis=2) + 10 * np.eye(len(pool))
+            assert distances[len(seeds):].min() >= 0.3 - 1e-4  # no kept offspring is near another member
