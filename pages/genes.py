@@ -10,6 +10,7 @@ import streamlit as st
 
 from datagen_core.config import Gene, GeneSet
 from datagen_core.genes import constraints_from_text, genes_from_rows, propose_genes
+from datagen_core.proposals import propose_attribute_values, propose_topics, save_values
 from studio import state
 
 EDITOR_KEY = "gene_editor"
@@ -105,6 +106,41 @@ def history_section(sets: list[GeneSet]) -> None:
                 st.caption("Constraints: " + "; ".join(gene_set.constraints))
 
 
+VALUE_KINDS = {"topics": ("label", "Topics per label (for the zero-shot topic method)"),
+               "attributes": ("gene", "Values per gene (for the AttrPrompt method)")}
+
+
+def values_section(kind: str, keys: list[str]) -> None:
+    """Topics or attribute values: propose with the LLM, or edit one per line; every save is a new version."""
+    what, title = VALUE_KINDS[kind]
+    current = state.store().value_set(kind)
+    with st.expander(title + (f" · version {current.version}" if current else " · none yet")):
+        if not keys:
+            st.caption(f"No {what}s yet.")
+            return
+        if st.button(f"Propose {kind} with the LLM", key=f"propose_{kind}"):
+            with st.spinner(f"Asking {state.llm_config().model} for {kind}…"), state.user_errors():
+                store = state.store()
+                proposed = (propose_topics(store, state.llm_config()) if kind == "topics"
+                            else propose_attribute_values(store, state.llm_config()))
+                gene_set = store.gene_set()
+                saved = save_values(store, kind, proposed, "llm", note="proposed in the studio",
+                                    gene_set_version=gene_set.version if gene_set and kind == "attributes" else None)
+                st.session_state[FLASH_KEY] = f"Saved {kind} version {saved.version}."
+                st.rerun()
+        with st.form(f"edit_{kind}"):
+            edited = {key: st.text_area(f"{what.capitalize()} `{key}` (one per line)",
+                                        value="\n".join(current.items.get(key, ())) if current else "",
+                                        key=f"{kind}_{state.project_name()}_{i}", height=100)
+                      for i, key in enumerate(keys)}
+            if st.form_submit_button(f"Save {kind} as a new version"):
+                updates = {key: [line.strip() for line in text.splitlines() if line.strip()]
+                           for key, text in edited.items()}
+                saved = save_values(state.store(), kind, updates, "user", note="edited in the studio")
+                st.session_state[FLASH_KEY] = f"Saved {kind} version {saved.version}."
+                st.rerun()
+
+
 st.title("Genes & constraints")
 store = state.store()
 sets = store.gene_sets()
@@ -116,3 +152,6 @@ show_current(current_set)
 propose_section(current_set)
 edit_section(current_set)
 history_section(sets)
+st.subheader("Baseline inputs")
+values_section("topics", [lb.name for lb in store.labels()])
+values_section("attributes", [g.name for g in current_set.genes] if current_set else [])

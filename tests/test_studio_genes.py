@@ -155,3 +155,33 @@ def test_a_project_without_genes_starts_from_an_empty_table(studio: Studio) -> N
     at.run()
     assert not at.exception and not errors(at), errors(at)
     assert names(studio.workspace().store("bare")) == ["wh-word", "subtopic"]
+
+
+def test_topics_and_attribute_values_are_proposed_and_edited_as_versions(studio: Studio) -> None:
+    from .test_methods import proposals_answer
+
+    at = studio.open_page("pages/genes.py")
+    store = studio.workspace().store(DEMO)
+    with LoopbackServer(answer=proposals_answer) as server:
+        at.session_state["llm_config"] = LLMConfig(backend="openai", base_url=server.base_url, model="loopback")
+        at.run()
+        at.button(key="propose_attributes").click().run()
+    assert not at.exception and not errors(at), errors(at)
+    values = store.value_set("attributes")
+    assert values is not None and values.source == "llm" and values.gene_set_version == 1
+    assert values.items["tone"] == ("tone value 0", "tone value 1", "tone value 2", "tone value 3")
+    assert any("Saved attributes version 1" in s.value for s in at.success)
+
+    at.text_area(key=f"topics_{DEMO}_0").set_value("meeting up\n\nfamily news \n")
+    at.text_area(key=f"topics_{DEMO}_1").set_value("prize draws\nringtones")
+    at.button(key="FormSubmitter:edit_topics-Save topics as a new version").click().run()
+    assert not at.exception and not errors(at), errors(at)
+    topics = store.value_set("topics")
+    assert topics is not None and topics.version == 1 and topics.source == "user"
+    assert topics.items == {"ham": ("meeting up", "family news"), "spam": ("prize draws", "ringtones")}
+    # a topic run can now start from the studio's topics
+    from datagen_core.config import RunConfig, SamplingParams
+    from datagen_core.runner import start_run
+
+    run_id = start_run(store, RunConfig(per_label=1, seed=1, sampling=SamplingParams(), method="topic"), LLMConfig())
+    assert store.run(run_id).config.topic.topics == topics.items
