@@ -17,6 +17,7 @@ from rich.table import Table
 
 from .config import (
     METHOD_NAMES,
+    DataGenOptions,
     FewShotOptions,
     Gene,
     GeneticOptions,
@@ -371,6 +372,9 @@ def run(
     method: Annotated[str, typer.Option("--method", help=f"{' | '.join(METHOD_NAMES)}.")] = "genetic",
     shots: Annotated[int | None, typer.Option("--shots", min=1, max=10, help="few_shot: real examples per call "
                                               "(1 = one-shot; the paper used 1, 3, 5; default 3).")] = None,
+    items_per_call: Annotated[int, typer.Option("--items-per-call", min=1, max=20,
+                                                help="datagen: samples asked for in one call.")] = 5,
+    diverse: Annotated[str, typer.Option("--diverse", help="datagen: example choice, greedy or kmeans.")] = "greedy",
     selection: Annotated[str, typer.Option("--selection", help="farthest (active) or random parents.")] = "farthest",
     no_mutation: Annotated[bool, typer.Option("--no-mutation", help="Ablation: no mutated genes.")] = False,
     word_genes: Annotated[bool, typer.Option("--word-genes", help="Ablation: genes are the parents' words.")] = False,
@@ -405,6 +409,8 @@ def run(
                 raise DatagenError(f"--method must be one of {', '.join(METHOD_NAMES)}, not {method!r}")
             if shots is not None and method != "few_shot":
                 raise DatagenError("--shots applies to --method few_shot only")
+            if diverse not in ("greedy", "kmeans"):
+                raise DatagenError(f"--diverse must be 'greedy' or 'kmeans', not {diverse!r}")
             defaults = llm_config.default_sampling()
             sampling = SamplingParams(
                 temperature=defaults.temperature if temperature is None else temperature,
@@ -421,6 +427,7 @@ def run(
                 genetic=GeneticOptions(parent_selection=selection, mutation=not no_mutation,  # type: ignore[arg-type]
                                        word_genes=word_genes),
                 few_shot=FewShotOptions(k=shots) if shots is not None else FewShotOptions(),
+                datagen=DataGenOptions(items_per_call=items_per_call, selection=diverse),  # type: ignore[arg-type]
                 use_cache=not no_cache,
                 dedup_distance=dedup,
                 worked_example=llm_config.backend == "embedded",
@@ -580,7 +587,7 @@ def demo(
     ensure_demo_project(home)
     out.print(f"demo project {DEMO_PROJECT!r} in {home}")
     run(DEMO_PROJECT, per_label=per_label, resume=False, labels=None, selection="farthest", no_mutation=False,
-        word_genes=False, dedup=None,
+        word_genes=False, dedup=None, items_per_call=5, diverse="greedy",
         seed=None, in_flight=None, temperature=None, top_p=None, max_tokens=None, no_cache=False,
         base_url=base_url, model=model, home=home)
 

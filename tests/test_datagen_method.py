@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from datagen_core.config import DataGenOptions, RunConfig, SamplingParams
 from datagen_core.embed import Embedder
 from datagen_core.methods.datagen import greedy_diverse, kmeans_clusters
 from datagen_core.runner import run_generation, start_run
-from datagen_core.store import Store
+from datagen_core.store import Store, project_path
 
 from .conftest import loopback_config, make_project
 from .loopback_server import LoopbackServer
@@ -81,3 +82,23 @@ def test_datagen_runs_reach_exact_targets_with_several_items_per_call(home: Path
         assert all(p["schema"] is not None and p["max_tokens"] <= 120 for p in params)
         # a call asks for at most what its label still needed: never more than 3, and 1 for the last one
         assert {int(re.search(r"Write (\d+) new items", r.prompt).group(1)) for r in kept.itertuples()} <= {1, 2, 3}
+
+
+def test_cli_datagen_run_with_kmeans_examples(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from .test_cli import run_cli
+
+    make_project(home, per_label=6)
+    with LoopbackServer(answer=items_answer) as server:
+        endpoint = ["--base-url", server.base_url, "--model", "loopback"]
+        code, _, err = run_cli(capsys, home, "run", "trec", "--per-label", "4", "--method", "datagen",
+                               "--items-per-call", "2", "--diverse", "kmeans", "--seed", "9", *endpoint)
+        assert code == 0, err
+        code, _, err = run_cli(capsys, home, "run", "trec", "--per-label", "4", "--method", "datagen",
+                               "--diverse", "random", *endpoint)
+        assert code == 1 and "--diverse must be 'greedy' or 'kmeans'" in err
+    with Store.open(project_path(home, "trec")) as store:
+        (run,) = store.runs()
+        assert run.config.datagen.items_per_call == 2 and run.config.datagen.selection == "kmeans"
+        assert store.kept_counts(run.id) == {"HUM": 4, "LOC": 4, "NUM": 4}
+        details = [json.loads(d) for d in store.samples(run_id=run.id)["details"]]
+        assert {d["selection"] for d in details} == {"kmeans"}
