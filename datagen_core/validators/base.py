@@ -6,6 +6,7 @@ check can run in-run on fresh offspring or afterwards on a selection of stored s
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -55,3 +56,20 @@ class QualityCheck(ABC):
     def options(self) -> dict[str, Any]:
         """The settings that produced a verdict, stored beside it."""
         return {}
+
+
+class PerItemLLMCheck(QualityCheck):
+    """A module that asks the LLM about each item on its own; all items go at once (the facade limits them)."""
+
+    async def check(self, items: Sequence[Item], context: CheckContext) -> list[Verdict]:
+        if context.llm is None:
+            raise ValueError(f"the {self.name} check needs an LLM")
+        project = context.store.project()
+        labels = {lb.name: lb.description for lb in context.store.labels()}
+        return list(await asyncio.gather(*[
+            self.judge(context.llm, project.task, project.text_kind, labels, item) for item in items
+        ]))
+
+    @abstractmethod
+    async def judge(self, llm: LLM, task: str, kind: str, labels: dict[str, str], item: Item) -> Verdict:
+        """The verdict on one item, given the task, the kind of text and the labels with their descriptions."""

@@ -16,7 +16,6 @@ the original item (keep=True, no correction) and the details say why, so nothing
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from pydantic import BaseModel, Field
 from ..config import SamplingParams
 from ..llm import LLM
 from ..llm.structured import ask_structured
-from .base import CheckContext, Item, QualityCheck, Verdict
+from .base import Item, PerItemLLMCheck, Verdict
 
 REWRITE_SAMPLING = SamplingParams(temperature=0.7, max_tokens=1200)
 
@@ -134,7 +133,7 @@ def rewrite_prompt(task: str, text_kind: str, labels: dict[str, str], item: Item
     )
 
 
-class DifficultyEnhancement(QualityCheck):
+class DifficultyEnhancement(PerItemLLMCheck):
     name = "difficulty"
 
     def __init__(self, principles: Sequence[str] = tuple(PRINCIPLES), attempts: int = 3) -> None:
@@ -147,21 +146,12 @@ class DifficultyEnhancement(QualityCheck):
     def options(self) -> dict[str, Any]:
         return {"principles": list(self.principles), "attempts": self.attempts}
 
-    async def check(self, items: Sequence[Item], context: CheckContext) -> list[Verdict]:
-        if context.llm is None:
-            raise ValueError("difficulty enhancement needs an LLM")
-        project = context.store.project()
-        labels = {lb.name: lb.description for lb in context.store.labels()}
-        return list(await asyncio.gather(*[
-            self._enhance(context.llm, project.task, project.text_kind, labels, item) for item in items
-        ]))
-
     def principles_for(self, item: Item) -> list[str]:
         """Choice principles only make sense for an item whose label names one of its lettered options."""
         has_choices = item.label in lettered_options(item.text)
         return [p for p in self.principles if has_choices or p not in CHOICE_PRINCIPLES]
 
-    async def _enhance(self, llm: LLM, task: str, kind: str, labels: dict[str, str], item: Item) -> Verdict:
+    async def judge(self, llm: LLM, task: str, kind: str, labels: dict[str, str], item: Item) -> Verdict:
         principles = self.principles_for(item)
         details: dict[str, Any] = {"principles": principles, "original": {"text": item.text, "label": item.label}}
         if not principles:

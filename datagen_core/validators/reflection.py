@@ -8,8 +8,6 @@ and, when they stay malformed, reject the item with that reason instead of stopp
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -17,7 +15,7 @@ from pydantic import BaseModel, Field
 from ..config import SamplingParams
 from ..llm import LLM
 from ..llm.structured import ask_structured
-from .base import CheckContext, Item, QualityCheck, Verdict
+from .base import Item, PerItemLLMCheck, Verdict
 
 JUDGE_SAMPLING = SamplingParams(temperature=0.0, max_tokens=300)
 REWRITE_SAMPLING = SamplingParams(temperature=0.7, max_tokens=400)
@@ -51,7 +49,7 @@ def rewrite_prompt(judge: str, reflection: str) -> str:
     )
 
 
-class SelfReflection(QualityCheck):
+class SelfReflection(PerItemLLMCheck):
     name = "reflection"
 
     def __init__(self, rounds: int = 5) -> None:
@@ -60,16 +58,7 @@ class SelfReflection(QualityCheck):
     def options(self) -> dict[str, Any]:
         return {"rounds": self.rounds}
 
-    async def check(self, items: Sequence[Item], context: CheckContext) -> list[Verdict]:
-        if context.llm is None:
-            raise ValueError("self-reflection needs an LLM")
-        project = context.store.project()
-        labels = {lb.name: lb.description for lb in context.store.labels()}
-        return list(await asyncio.gather(*[
-            self._reflect(context.llm, project.task, project.text_kind, labels, item) for item in items
-        ]))
-
-    async def _reflect(self, llm: LLM, task: str, kind: str, labels: dict[str, str], item: Item) -> Verdict:
+    async def judge(self, llm: LLM, task: str, kind: str, labels: dict[str, str], item: Item) -> Verdict:
         text, label = item.text, item.label
         trajectory: list[dict[str, Any]] = []
         key = f"{item.id}:{item.text}"
