@@ -25,13 +25,18 @@ def demo_seeds_path() -> Path:
     return Path(__file__).parent / "demo_data" / "sms_spam_seeds.csv"
 
 
+def demo_heldout_path() -> Path:
+    return Path(__file__).parent / "demo_data" / "sms_spam_heldout.csv"
+
+
 def ensure_demo_project(home: Path) -> Path:
     """Create the demo project in `home` unless it exists; returns its file."""
     path = project_path(home, DEMO_PROJECT)
     if path.exists():
         return path
     spec = ProjectSpec(name=DEMO_PROJECT, task="SMS spam detection", text_kind="SMS message")
-    examples = read_examples(demo_seeds_path())
-    with Store.create(path, spec, DEMO_LABELS, examples, "demo: SMS Spam Collection (CC BY 4.0)") as store:
+    examples, heldout = read_examples(demo_seeds_path()), read_examples(demo_heldout_path())
+    with Store.create(path, spec, DEMO_LABELS, examples, "demo: SMS Spam Collection (CC BY 4.0)",
+                      heldout=heldout) as store:
         store.add_gene_set(DEMO_GENES, "demo", note="shipped with the demo")
     return path

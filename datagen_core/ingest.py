@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+import numpy as np
 import pandas as pd
 from pydantic import ValidationError
 
@@ -92,6 +93,21 @@ def clean_examples(raw: pd.DataFrame, text_col: str, label_col: str, source: str
     return frame
 
 
+def split_heldout(examples: pd.DataFrame, fraction: float, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Seeds and held-out test rows: `fraction` of each label (rounded) is held out, stratified and seeded,
+    while every label keeps at least the seeds a population needs."""
+    if not 0.0 <= fraction < 1.0:
+        raise DatagenError(f"the held-out fraction must be in [0, 1), not {fraction}")
+    held: list[int] = []
+    rng = np.random.default_rng(seed)
+    for _, rows in examples.groupby("label", sort=False):
+        n = min(round(fraction * len(rows)), len(rows) - MIN_EXAMPLES_PER_LABEL)
+        if n > 0:
+            held.extend(rng.choice(rows.index.to_numpy(), size=n, replace=False).tolist())
+    chosen = examples.index.isin(held)
+    return examples[~chosen].reset_index(drop=True), examples[chosen].reset_index(drop=True)
+
+
 @dataclass(frozen=True)
 class NewProject:
     """Everything `Workspace.create_project` needs, validated before any file is created."""
@@ -100,6 +116,7 @@ class NewProject:
     labels: list[Label]
     examples: pd.DataFrame
     source: str
+    heldout: pd.DataFrame | None = None
 
 
 def prepare_project(
@@ -112,9 +129,11 @@ def prepare_project(
     task: str,
     text_kind: str,
     label_descriptions: Mapping[str, str] | None = None,
+    heldout_fraction: float = 0.0,
+    seed: int = 0,
 ) -> NewProject:
     """Validate an uploaded frame and the user's answers together, so the studio fails before writing anything."""
-    examples = clean_examples(raw, text_col, label_col, source)
+    examples, heldout = split_heldout(clean_examples(raw, text_col, label_col, source), heldout_fraction, seed)
     if not task.strip():
         raise DatagenError("describe the task (e.g. 'SMS spam detection'): every prompt names it")
     descriptions = label_descriptions or {}
@@ -126,4 +145,4 @@ def prepare_project(
         where = ".".join(map(str, error["loc"]))
         message = error["msg"].removeprefix("Value error, ")
         raise DatagenError(message if where == "name" else f"{where}: {message}") from None
-    return NewProject(spec=spec, labels=labels, examples=examples, source=source)
+    return NewProject(spec=spec, labels=labels, examples=examples, source=source, heldout=heldout)

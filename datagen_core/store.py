@@ -120,6 +120,20 @@ CREATE TABLE kb_documents (
 CREATE TABLE kb_terms (doc_id BIGINT NOT NULL, term VARCHAR NOT NULL, tf INTEGER NOT NULL);
 """
 
+# Added tables are created on open too (IF NOT EXISTS), so projects made by an earlier version gain them.
+# Held-out real examples are never seeds, so the generator never sees what downstream F1 is measured on;
+# evaluation results are cached under a key hashing everything that produced them (data, trainer, settings).
+_ADDED_SCHEMA = """
+CREATE TABLE IF NOT EXISTS heldout (
+    text VARCHAR NOT NULL, label VARCHAR NOT NULL, text_hash VARCHAR NOT NULL, source VARCHAR NOT NULL,
+    created_at TIMESTAMP NOT NULL
+);
+CREATE TABLE IF NOT EXISTS evaluations (
+    key VARCHAR PRIMARY KEY, kind VARCHAR NOT NULL, subject VARCHAR NOT NULL, params VARCHAR NOT NULL,
+    result VARCHAR NOT NULL, seconds DOUBLE NOT NULL, created_at TIMESTAMP NOT NULL
+);
+"""
+
 RUN_STATUSES = ("running", "completed", "interrupted", "stopped", "failed")
 SAMPLE_STATUSES = ("pending", "accepted", "rejected")
 
@@ -250,13 +264,23 @@ class Store:
         if version is None or int(version) != SCHEMA_VERSION:
             store.close()
             raise DatagenError(f"{path} is not a project of this version of the studio (schema {version})")
+        store.cursor().execute(_ADDED_SCHEMA)
         return store
 
     @classmethod
     def create(
-        cls, path: Path, spec: ProjectSpec, labels: Sequence[Label], examples: pd.DataFrame, source_file: str | None
+        cls,
+        path: Path,
+        spec: ProjectSpec,
+        labels: Sequence[Label],
+        examples: pd.DataFrame,
+        source_file: str | None,
+        heldout: pd.DataFrame | None = None,
     ) -> Store:
-        """Create the file and import everything in one transaction; on any failure no file is left."""
+        """Create the file and import everything in one transaction; on any failure no file is left.
+
+        `heldout` rows (text, label) are kept apart from the seeds for downstream evaluation.
+        """
         if path.exists():
             raise DatagenError(f"project {spec.name!r} already exists at {path}")
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -264,6 +288,7 @@ class Store:
         try:
             with store.transaction() as cur:
                 cur.execute(_SCHEMA)
+                cur.execute(_ADDED_SCHEMA)
                 cur.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
                 cur.execute(
                     "INSERT INTO project VALUES (?, ?, ?, ?, ?)",
@@ -274,6 +299,8 @@ class Store:
                     [[label.name, label.description, i] for i, label in enumerate(labels)],
                 )
                 store._insert_real(cur, examples)
+                if heldout is not None and len(heldout):
+                    store._insert_heldout(cur, heldout, source_file or "init")
         except BaseException:
             store.close()
             for leftover in (path, Path(f"{path}.wal")):
@@ -375,6 +402,78 @@ class Store:
             sql += " LIMIT ?"
             params.append(limit)
         return self.cursor().execute(sql, params).df()
+
+    # ------------------------------------------------------------- held-out data
+    def _insert_heldout(self, cur: duckdb.DuckDBPyConnection, examples: pd.DataFrame, source: str) -> int:
+        frame = pd.DataFrame({"text": examples["text"].astype(str).to_numpy(),
+                              "label": examples["label"].astype(str).to_numpy()})
+        frame["text_hash"] = [text_hash(t) for t in frame["text"]]
+        frame["source"] = source
+        frame["created_at"] = utcnow()
+        cur.register("incoming_heldout", frame)
+        # A text that is a seed or already held out is skipped: a test text the generator saw would flatter F1.
+        added = cur.execute(
+            "INSERT INTO heldout SELECT * FROM (SELECT DISTINCT ON (text_hash) * FROM incoming_heldout) fresh "
+            "WHERE text_hash NOT IN (SELECT text_hash FROM samples WHERE origin = 'real') "
+            "AND text_hash NOT IN (SELECT text_hash FROM heldout)"
+        ).fetchall()[0][0]
+        cur.unregister("incoming_heldout")
+        return int(added)
+
+    def add_heldout(self, examples: pd.DataFrame, source: str) -> int:
+        """Add real labelled test examples (labels must be the project's); returns how many were new."""
+        known = {lb.name for lb in self.labels()}
+        unknown = sorted(set(examples["label"].astype(str)) - known)
+        if unknown:
+            raise DatagenError(f"held-out data has unknown label(s) {unknown}; the project's labels are "
+                               f"{sorted(known)}")
+        with self.transaction() as cur:
+            return self._insert_heldout(cur, examples, source)
+
+    def heldout(self) -> pd.DataFrame:
+        return self.cursor().execute("SELECT text, label, source FROM heldout ORDER BY rowid").df()
+
+    def heldout_counts(self) -> dict[str, int]:
+        return dict(self.cursor().execute("SELECT label, count(*) FROM heldout GROUP BY label").fetchall())
+
+    # ------------------------------------------------------------- evaluations
+    def evaluation(self, key: str) -> dict[str, Any] | None:
+        rows = self.cursor().execute(
+            "SELECT kind, subject, params, result, seconds, created_at FROM evaluations WHERE key = ?", [key]
+        ).fetchall()
+        if not rows:
+            return None
+        kind, subject, params, result, seconds, created_at = rows[0]
+        return {"key": key, "kind": kind, "subject": subject, "params": json.loads(params),
+                "result": json.loads(result), "seconds": seconds, "created_at": created_at}
+
+    def save_evaluation(
+        self, key: str, kind: str, subject: str, params: dict[str, Any], result: dict[str, Any], seconds: float
+    ) -> None:
+        def apply() -> None:
+            with self.transaction() as cur:
+                cur.execute(
+                    "INSERT OR REPLACE INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [key, kind, subject, json.dumps(params, sort_keys=True), json.dumps(result), seconds, utcnow()],
+                )
+
+        _retry_on_conflict(apply)
+
+    def evaluations(self, subject: str | None = None) -> pd.DataFrame:
+        """Every cached result with the settings that produced it, newest first."""
+        sql = "SELECT key, kind, subject, params, seconds, created_at FROM evaluations"
+        params = [subject] if subject is not None else []
+        if subject is not None:
+            sql += " WHERE subject = ?"
+        return self.cursor().execute(sql + " ORDER BY created_at DESC", params).df()
+
+    def kept_synthetic(self, run_id: str) -> pd.DataFrame:
+        """A run's dataset as a user would export it: kept offspring not rejected, oldest first."""
+        return self.cursor().execute(
+            "SELECT id, label, text, text_hash FROM samples WHERE run_id = ? AND filter_reason IS NULL "
+            "AND status <> 'rejected' ORDER BY id",
+            [run_id],
+        ).df()
 
     # ------------------------------------------------------------- gene sets
     def add_gene_set(

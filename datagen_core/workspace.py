@@ -43,12 +43,17 @@ class Workspace:
             return store
 
     def create_project(
-        self, spec: ProjectSpec, labels: Sequence[Label], examples: pd.DataFrame, source: str | None
+        self,
+        spec: ProjectSpec,
+        labels: Sequence[Label],
+        examples: pd.DataFrame,
+        source: str | None,
+        heldout: pd.DataFrame | None = None,
     ) -> Store:
         with self._lock:
             if spec.name in self._stores or project_path(self.home, spec.name).exists():
                 raise DatagenError(f"project {spec.name!r} already exists; open it or pick another name")
-            store = Store.create(project_path(self.home, spec.name), spec, labels, examples, source)
+            store = Store.create(project_path(self.home, spec.name), spec, labels, examples, source, heldout=heldout)
             self._stores[spec.name] = store
             return store
 

@@ -65,3 +65,36 @@ def test_self_bleu_extremes_and_sampling() -> None:
     assert different.value < 0.05
     sampled = self_bleu([f"text number {i} of many" for i in range(30)], sample=10)
     assert sampled.sampled == 10 and sampled.total == 30 and 0 < sampled.value < 1
+
+
+def test_self_bleu_equals_nltk_on_random_corpora() -> None:
+    """The O(n) implementation against NLTK's sentence_bleu, text by text, including edge cases."""
+    from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+
+    from datagen_core.metrics import tokens
+
+    rng = np.random.default_rng(3)
+    words = ["a", "b", "c", "d", "e", "f"]
+    for trial in range(20):
+        texts = [" ".join(rng.choice(words, size=rng.integers(0, 9))) for _ in range(rng.integers(2, 12))]
+        if trial % 4 == 0:
+            texts.append(texts[0])  # an exact repeat: its best reference is itself, which must be excluded
+        tokenised = [tokens(t) for t in texts]
+        expected = np.mean([
+            sentence_bleu([r for j, r in enumerate(tokenised) if j != i], hyp,
+                          smoothing_function=SmoothingFunction().method1) if hyp else 0.0
+            for i, hyp in enumerate(tokenised)
+        ])
+        assert self_bleu(texts).value == pytest.approx(expected, abs=1e-12), texts
+
+
+def test_label_and_length_distributions() -> None:
+    from datagen_core.evaluation import TextSet, intrinsic_metrics
+
+    data = TextSet("x", ("one two", "one two three", "four", "five six"), ("a", "b", "a", "a"))
+    vectors = unit(np.random.default_rng(4).normal(size=(4, 3)))
+    result = intrinsic_metrics(data, vectors, None, None)
+    assert result.label_counts == {"a": 3, "b": 1}
+    assert result.length_counts == [(1, 1), (2, 2), (3, 1)]
+    assert result.mean_length == pytest.approx(2.0)
+    assert result.cmd is None and result.cmd_per_label == {}
