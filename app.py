@@ -14,6 +14,7 @@ PAGES = [
     st.Page("pages/evolve.py", title="Evolve", icon=":material/bolt:"),
     st.Page("pages/map.py", title="Map", icon=":material/scatter_plot:"),
     st.Page("pages/review.py", title="Review", icon=":material/fact_check:"),
+    st.Page("pages/metrics.py", title="Metrics", icon=":material/monitoring:"),
     st.Page("pages/export.py", title="Export", icon=":material/download:"),
 ]
 

@@ -11,12 +11,15 @@ from typing import Annotated
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from .cli_eval import eval_command, heldout_app
+from .cli_options import DEFAULT_HOME, BaseUrl, Home, Model, err, open_project, out
 from .config import (
+    IN_RUN_CHECKS,
     METHOD_NAMES,
+    CheckSpec,
     DataGenOptions,
     FewShotOptions,
     Gene,
@@ -31,7 +34,7 @@ from .errors import DatagenError
 from .ingest import read_examples
 from .records import NewSample
 from .runner import LabelProgress, RunObserver, run_generation, start_run
-from .store import DEFAULT_HOME, Store, project_path
+from .store import Store, project_path
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -46,16 +49,6 @@ app.add_typer(genes_app, name="genes")
 app.add_typer(labels_app, name="labels")
 app.add_typer(topics_app, name="topics")
 app.add_typer(attributes_app, name="attributes")
-out = Console()
-err = Console(stderr=True)
-
-Home = Annotated[Path, typer.Option("--home", envvar="DATAGEN_HOME", help="Folder holding project files.")]
-BaseUrl = Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible endpoint; default: embedded model.")]
-Model = Annotated[str | None, typer.Option("--model", help="Model name at --base-url (or DATAGEN_MODEL).")]
-
-
-def _open(home: Path, name: str) -> Store:
-    return Store.open(project_path(home, name))
 
 
 def _llm_config(base_url: str | None, model: str | None, in_flight: int | None = None) -> LLMConfig:
@@ -103,9 +96,14 @@ def init(
     label_col: Annotated[str, typer.Option("--label-col")] = "label",
     kind: Annotated[str, typer.Option("--kind", help="What one sample is, e.g. 'SMS message'.")] = "text",
     label_desc: Annotated[list[str] | None, typer.Option("--label-desc", help="LABEL=description, repeatable.")] = None,
+    holdout: Annotated[float, typer.Option("--holdout", min=0.0, max=0.9, help="Fraction of each label kept apart "
+                                           "as held-out test data the generator never sees.")] = 0.0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the held-out split.")] = 0,
     home: Home = DEFAULT_HOME,
 ) -> None:
-    """Create a project from real labelled examples."""
+    """Create a project from real labelled examples (optionally holding some out for downstream evaluation)."""
+    from .ingest import split_heldout
+
     try:
         spec = ProjectSpec(name=name, task=task, text_kind=kind)
     except ValidationError as exc:
@@ -117,11 +115,14 @@ def init(
     if unknown:
         raise DatagenError(f"--label-desc names unknown label(s) {unknown}; the data has {names}")
     labels = [Label(name=n, description=descriptions.get(n, "")) for n in names]
-    with Store.create(project_path(home, name), spec, labels, examples, str(data)):
-        pass
+    examples, heldout = split_heldout(examples, holdout, seed)
+    with Store.create(project_path(home, name), spec, labels, examples, str(data), heldout=heldout) as store:
+        held = store.heldout_counts()
     counts = examples["label"].value_counts()
     out.print(f"created project [bold]{name}[/] with {len(examples)} examples: "
-              + ", ".join(f"{lb} {counts[lb]}" for lb in names))
+              + ", ".join(f"{lb} {counts.get(lb, 0)}" for lb in names))
+    if held:
+        out.print(f"held out {sum(held.values())} for evaluation: " + ", ".join(f"{lb} {n}" for lb, n in held.items()))
 
 
 @app.command()
@@ -137,7 +138,7 @@ def projects(home: Home = DEFAULT_HOME) -> None:
 @labels_app.command("list")
 def labels_list(name: str, home: Home = DEFAULT_HOME) -> None:
     """Labels with their descriptions and real example counts."""
-    with _open(home, name) as store:
+    with open_project(home, name) as store:
         counts = store.real_counts()
         table = Table("label", "real examples", "description")
         for label in store.labels():
@@ -148,7 +149,7 @@ def labels_list(name: str, home: Home = DEFAULT_HOME) -> None:
 @labels_app.command("describe")
 def labels_describe(name: str, label: str, description: str, home: Home = DEFAULT_HOME) -> None:
     """Set the description a label's prompts use ('it must be about ...')."""
-    with _open(home, name) as store:
+    with open_project(home, name) as store:
         store.set_label_description(label, description)
     out.print(f"{label}: {description}")
 
@@ -171,7 +172,7 @@ def genes_list(
     name: str, all_versions: Annotated[bool, typer.Option("--all")] = False, home: Home = DEFAULT_HOME
 ) -> None:
     """Show the current genes (or every version with --all)."""
-    with _open(home, name) as store:
+    with open_project(home, name) as store:
         _print_genes(store, all_versions)
 
 
@@ -186,21 +187,21 @@ def genes_propose(
     """Ask the LLM which genes matter for the task; saves them as a new version."""
     from .genes import propose_genes
 
-    with _open(home, name) as store:
+    with open_project(home, name) as store:
         genes = propose_genes(store, _llm_config(base_url, model), count)
         store.add_gene_set(genes, "llm", note="proposed by the LLM")
         _print_genes(store, False)
 
 
 def _edit_genes(home: Path, name: str, genes: list[Gene], note: str) -> None:
-    with _open(home, name) as store:
+    with open_project(home, name) as store:
         current = store.gene_set()
         store.add_gene_set(genes, "user", note=note, constraints=current.constraints if current else ())
         _print_genes(store, False)
 
 
 def _current_genes(home: Path, name: str) -> list[Gene]:
-    with _open(home, name) as store:
+    with open_project(home, name) as store:
         current = store.gene_set()
     return list(current.genes) if current else []
 
@@ -252,7 +253,7 @@ def topics_list(
     name: str, all_versions: Annotated[bool, typer.Option("--all")] = False, home: Home = DEFAULT_HOME
 ) -> None:
     """Show the current topics per label (or every version with --all)."""
-    with _open(home, name) as store:
+    with open_project(home, name) as store:
         _print_values(store, "topics", all_versions)
 
 
@@ -268,7 +269,7 @@ def topics_propose(
     """Ask the LLM for topics of each label (one call per label); saves them as a new version."""
     from .proposals import propose_topics, save_values
 
-    with _open(home, name) as store:
+    with open_project(home, name) as store:
         topics = propose_topics(store, _llm_config(base_url, model), count, _split_labels(labels))
         save_values(store, "topics", topics, "llm", note="proposed by the LLM")
         _print_values(store, "topics", False)
@@ -284,7 +285,7 @@ def topics_set(
     """Replace one label's topics (a new version)."""
     from .proposals import save_values
 
-    with _open(home, name) as store:
+    with open_project(home, name) as store:
         known = [lb.name for lb in store.labels()]
         if label not in known:
             raise DatagenError(f"unknown label {label!r}; labels are {known}")
@@ -297,7 +298,7 @@ def attributes_list(
     name: str, all_versions: Annotated[bool, typer.Option("--all")] = False, home: Home = DEFAULT_HOME
 ) -> None:
     """Show the current values per attribute (or every version with --all)."""
-    with _open(home, name) as store:
+    with open_project(home, name) as store:
         _print_values(store, "attributes", all_versions)
 
 
@@ -313,7 +314,7 @@ def attributes_propose(
     """Ask the LLM for values of each gene of the current gene set (one call per gene); a new version."""
     from .proposals import propose_attribute_values, save_values
 
-    with _open(home, name) as store:
+    with open_project(home, name) as store:
         values = propose_attribute_values(store, _llm_config(base_url, model), count, _split_labels(attributes))
         gene_set = store.gene_set()
         save_values(store, "attributes", values, "llm", note="proposed by the LLM",
@@ -331,7 +332,7 @@ def attributes_set(
     """Replace one attribute's values, or add a new attribute (a new version)."""
     from .proposals import save_values
 
-    with _open(home, name) as store:
+    with open_project(home, name) as store:
         current = store.value_set("attributes")
         # keep the stored spelling of an attribute named in another case, so it is replaced, not doubled
         key = next((k for k in (current.items if current else {}) if k.lower() == attribute.strip().lower()),
@@ -363,6 +364,10 @@ class _ProgressBars(RunObserver):
             self.progress.console.print(f"[yellow]{level}[/]: {message}")
 
 
+def _checks_note(config: RunConfig) -> str:
+    return f", checks {', '.join(check.name for check in config.checks)}" if config.checks else ""
+
+
 @app.command()
 def run(
     name: str,
@@ -380,6 +385,10 @@ def run(
     word_genes: Annotated[bool, typer.Option("--word-genes", help="Ablation: genes are the parents' words.")] = False,
     dedup: Annotated[float | None, typer.Option("--dedup", help="In-run group check: filter offspring closer "
                                                 "than this distance to the population (DataGen: 0.3).")] = None,
+    checks: Annotated[list[str] | None, typer.Option(
+        "--check", help=f"In-run quality module, repeatable, applied in order: {', '.join(IN_RUN_CHECKS)}.")] = None,
+    rounds: Annotated[int, typer.Option(min=1, max=10, help="--check reflection: judge/rewrite rounds at most.")] = 5,
+    mode: Annotated[str, typer.Option(help="--check math, facts: flag mismatches, or correct them.")] = "flag",
     seed: Annotated[int | None, typer.Option("--seed", help="Fix splits, selection and the cache.")] = None,
     in_flight: Annotated[int | None, typer.Option("--in-flight", min=1, help="Concurrent LLM requests.")] = None,
     temperature: Annotated[float | None, typer.Option("--temperature")] = None,
@@ -391,14 +400,17 @@ def run(
     home: Home = DEFAULT_HOME,
 ) -> None:
     """Generate samples per label with Genetic Prompt or a baseline method (or resume an interrupted run)."""
-    with _open(home, name) as store:
+    with open_project(home, name) as store:
         if resume:
             unfinished = store.latest_unfinished_run()
             if unfinished is None:
                 raise DatagenError(f"project {name!r} has no unfinished run to resume")
+            if checks:
+                raise DatagenError("a resumed run keeps the checks it started with; --check applies to a new run")
             run_id = unfinished.id
             llm_config = _resume_llm_config(unfinished.llm, base_url, model, in_flight)
-            out.print(f"resuming run {run_id}: {unfinished.config.per_label} per label, model {llm_config.model}")
+            out.print(f"resuming run {run_id}: {unfinished.config.per_label} per label, model {llm_config.model}"
+                      + _checks_note(unfinished.config), highlight=False)
         else:
             llm_config = _llm_config(base_url, model, in_flight)
             if per_label is None:
@@ -411,6 +423,15 @@ def run(
                 raise DatagenError("--shots applies to --method few_shot only")
             if diverse not in ("greedy", "kmeans"):
                 raise DatagenError(f"--diverse must be 'greedy' or 'kmeans', not {diverse!r}")
+            if mode not in ("flag", "correct"):
+                raise DatagenError(f"--mode must be 'flag' or 'correct', not {mode!r}")
+            try:
+                in_run = tuple(CheckSpec.model_validate({"name": check, "rounds": rounds, "mode": mode})
+                               for check in checks or ())
+                if len({check.name for check in in_run}) < len(in_run):
+                    raise DatagenError("--check: each check may be given once")
+            except ValidationError as exc:
+                raise DatagenError(f"--check: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
             defaults = llm_config.default_sampling()
             sampling = SamplingParams(
                 temperature=defaults.temperature if temperature is None else temperature,
@@ -430,11 +451,12 @@ def run(
                 datagen=DataGenOptions(items_per_call=items_per_call, selection=diverse),  # type: ignore[arg-type]
                 use_cache=not no_cache,
                 dedup_distance=dedup,
+                checks=in_run,
                 worked_example=llm_config.backend == "embedded",
             )
             run_id = start_run(store, config, llm_config)
             out.print(f"run {run_id}: {config.method}, {per_label} per label, model {llm_config.model}, "
-                      f"seed {config.seed}", highlight=False)
+                      f"seed {config.seed}" + _checks_note(config), highlight=False)
         columns = (TextColumn("{task.description:>12}"), BarColumn(), MofNCompleteColumn(),
                    TimeElapsedColumn(), TextColumn("{task.fields[extra]}"))
         try:
@@ -455,7 +477,7 @@ def run(
 @app.command()
 def runs(name: str, home: Home = DEFAULT_HOME) -> None:
     """List runs with their status, counts and token usage."""
-    with _open(home, name) as store:
+    with open_project(home, name) as store:
         table = Table("run", "status", "method", "per label", "kept", "filtered", "calls", "tokens", "created")
         for info in store.runs():
             usage = store.run_usage(info.id)
@@ -483,7 +505,7 @@ def export(
 
     if fmt not in ("jsonl", "csv", "parquet"):
         raise DatagenError(f"--format must be jsonl, csv or parquet, not {fmt!r}")
-    with _open(home, name) as store:
+    with open_project(home, name) as store:
         if run_id is not None:
             store.run(run_id)
         frame = export_frame(store, run_id=run_id, status=status, include_filtered=include_filtered)
@@ -508,7 +530,7 @@ def kb_load(
     from .embed import Embedder
     from .knowledge import load_knowledge
 
-    with _open(home, name) as store:
+    with open_project(home, name) as store:
         added = load_knowledge(store, Embedder(), data, text_col=text_col, title_col=title_col)
         out.print(f"added {added} passages; the knowledge base holds {store.kb_count()}")
 
@@ -537,31 +559,14 @@ def check(
     from .llm import LLM
     from .quality import apply_check
     from .store import SampleFilter
-    from .validators import (
-        CHECKS,
-        DifficultyEnhancement,
-        FactCheck,
-        GroupCheck,
-        MathCheck,
-        QualityCheck,
-        SelfReflection,
-        ShortcutRephrasing,
-    )
+    from .validators import CHECKS, make_check
 
     if module not in CHECKS:
         raise DatagenError(f"--check must be one of {sorted(CHECKS)}, not {module!r}")
     if mode not in ("flag", "correct"):
         raise DatagenError(f"--mode must be 'flag' or 'correct', not {mode!r}")
-    modules: dict[str, QualityCheck] = {
-        "dedup": GroupCheck(distance=distance, text_similarity=text_similarity),
-        "reflection": SelfReflection(rounds=rounds),
-        "math": MathCheck(mode=mode),  # type: ignore[arg-type]
-        "difficulty": DifficultyEnhancement(),
-        "debias": ShortcutRephrasing(),
-        "facts": FactCheck(correct=mode == "correct"),
-    }
-    chosen_check = modules[module]
-    with _open(home, name) as store:
+    chosen_check = make_check(module, rounds=rounds, mode=mode, distance=distance, text_similarity=text_similarity)
+    with open_project(home, name) as store:
         if run_id is not None:
             store.run(run_id)
         chosen = SampleFilter(run_ids=(run_id,) if run_id else (), origin="synthetic",
@@ -587,9 +592,13 @@ def demo(
     ensure_demo_project(home)
     out.print(f"demo project {DEMO_PROJECT!r} in {home}")
     run(DEMO_PROJECT, per_label=per_label, resume=False, labels=None, selection="farthest", no_mutation=False,
-        word_genes=False, dedup=None, items_per_call=5, diverse="greedy",
+        word_genes=False, dedup=None, checks=None, rounds=5, mode="flag", items_per_call=5, diverse="greedy",
         seed=None, in_flight=None, temperature=None, top_p=None, max_tokens=None, no_cache=False,
         base_url=base_url, model=model, home=home)
+
+
+app.add_typer(heldout_app, name="heldout")
+app.command("eval")(eval_command)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

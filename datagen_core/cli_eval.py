@@ -13,7 +13,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .cli import DEFAULT_HOME, Home, _open, out
+from .cli_options import DEFAULT_HOME, Home, open_project, out
 from .errors import DatagenError
 from .ingest import read_examples
 
@@ -30,7 +30,7 @@ def heldout_load(
 ) -> None:
     """Add held-out test examples (texts that are seeds or already held out are skipped)."""
     examples = read_examples(data, text_col, label_col)
-    with _open(home, name) as store:
+    with open_project(home, name) as store:
         added = store.add_heldout(examples, str(data))
         counts = store.heldout_counts()
     out.print(f"added {added} of {len(examples)} examples; held out: "
@@ -40,7 +40,7 @@ def heldout_load(
 @heldout_app.command("list")
 def heldout_list(name: str, home: Home = DEFAULT_HOME) -> None:
     """Held-out examples per label."""
-    with _open(home, name) as store:
+    with open_project(home, name) as store:
         counts = store.heldout_counts()
     if not counts:
         out.print("no held-out data")
@@ -118,7 +118,7 @@ def eval_command(
     options = {"epochs": epochs} if trainer_name == "finetune" and epochs else {}
     results: list[Evaluation] = []
     curves: dict[str, list[Evaluation]] = {}
-    with _open(home, name) as store:
+    with open_project(home, name) as store:
         subjects = _csv_list(runs) or [r.id for r in store.runs()]
         for run_id in subjects:
             store.run(run_id)

@@ -227,6 +227,35 @@ class DataGenOptions(Frozen):
 MethodName = Literal["genetic", "zero_shot", "few_shot", "topic", "attrprompt", "datagen"]
 METHOD_NAMES: tuple[str, ...] = get_args(MethodName)
 
+InRunCheckName = Literal["reflection", "math", "facts", "difficulty"]
+IN_RUN_CHECKS: tuple[str, ...] = get_args(InRunCheckName)
+#: Modules that cannot judge a batch of fresh offspring on its own, and what to use instead.
+_NOT_IN_RUN = {
+    "dedup": "use the in-run group check (dedup_distance, `--dedup`) instead",
+    "debias": "it looks for shortcuts across the whole dataset: apply it afterwards with `datagen check`",
+}
+
+
+class CheckSpec(Frozen):
+    """A quality module the run applies to each batch of fresh offspring, with the options it reads.
+
+    `rounds` is read by reflection; `mode` by math (flag or correct) and facts (correct = rewrite a
+    contradicted item instead of rejecting it); difficulty has no options here.
+    """
+
+    name: InRunCheckName
+    rounds: int = Field(default=5, ge=1, le=10, description="reflection: judge/rewrite rounds at most")
+    mode: Literal["flag", "correct"] = Field(default="flag", description="math, facts: flag or correct")
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _in_run_module(cls, name: object) -> object:
+        if isinstance(name, str) and name in _NOT_IN_RUN:
+            raise ValueError(f"the {name} check cannot run in-run: {_NOT_IN_RUN[name]}")
+        if name not in IN_RUN_CHECKS:
+            raise ValueError(f"unknown in-run check {name!r}; use one of {', '.join(IN_RUN_CHECKS)}")
+        return name
+
 
 class RunConfig(Frozen):
     """Everything that determines a run; stored with the run so it can be resumed and compared."""
@@ -252,3 +281,15 @@ class RunConfig(Frozen):
         description="in-run group check: filter offspring closer than this (Euclidean, normalised) to the population",
     )
     max_failures: int = Field(default=50, ge=1, description="consecutive failed calls before the run stops")
+    checks: tuple[CheckSpec, ...] = Field(
+        default=(), description="quality modules applied in order to each batch of offspring before it is stored",
+    )
+
+    @field_validator("checks")
+    @classmethod
+    def _each_check_once(cls, checks: tuple[CheckSpec, ...]) -> tuple[CheckSpec, ...]:
+        names = [check.name for check in checks]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"in-run check(s) {twice} appear more than once")
+        return checks

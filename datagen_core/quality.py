@@ -1,20 +1,76 @@
-"""Quality modules applied afterwards to a selection of stored samples (the run loop applies them in-run).
+"""Quality modules applied to items: afterwards to a selection of stored samples (`apply_check`), or in-run by
+the run loop to each batch of fresh offspring (`run_checks`, then `verdict_records` written with the batch).
 
-Verdicts are recorded per sample with the module's settings; a rejected sample stays in the store with
-status `rejected` and the reason in its checks, and a correction goes through `Store.edit_sample`, so
-the history keeps what the sample was before.
+Verdicts are recorded per sample with the module's settings. Afterwards, a rejected sample stays in the
+store with status `rejected` and the reason in its checks, and a correction goes through
+`Store.edit_sample`, so the history keeps what the sample was before.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .embed import Embedder
 from .llm import LLM
-from .store import SampleFilter, Store
+from .store import CheckRecord, SampleFilter, Store
 from .validators import CheckContext, Item, QualityCheck, Verdict
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a sequence of checks made of one item: the item after their corrections, every verdict in order,
+    and the check that rejected it (None while kept; checks after a rejection never see the item)."""
+
+    original: Item
+    item: Item
+    verdicts: tuple[tuple[QualityCheck, Verdict], ...] = ()
+    rejected_by: str | None = None
+
+    @property
+    def corrected(self) -> bool:
+        return self.item != self.original
+
+
+def _judged(outcome: Outcome, check: QualityCheck, verdict: Verdict, fixed_label: bool) -> Outcome:
+    if fixed_label and verdict.keep and verdict.label and verdict.label != outcome.item.label:
+        # An offspring counts toward the label it was asked for; one that a module relabels is not one of those.
+        verdict = Verdict(keep=False, reason="label_changed", details={
+            **verdict.details, "proposed": {"text": verdict.text, "label": verdict.label, "reason": verdict.reason}})
+    verdicts = (*outcome.verdicts, (check, verdict))
+    if not verdict.keep:
+        return Outcome(outcome.original, outcome.item, verdicts, check.name)
+    item = Item(outcome.item.id, verdict.label or outcome.item.label, verdict.text or outcome.item.text)
+    return Outcome(outcome.original, item, verdicts)
+
+
+async def run_checks(checks: Sequence[QualityCheck], items: Sequence[Item], context: CheckContext, *,
+                     fixed_label: bool = False) -> list[Outcome]:
+    """Apply `checks` in order; each sees the items still kept, as corrected by the checks before it.
+
+    `fixed_label`: a verdict that moves an item to another label rejects it as `label_changed` (the run
+    loop's exact per-label targets; afterwards a relabel is an ordinary correction).
+    """
+    outcomes = [Outcome(item, item) for item in items]
+    for check in checks:
+        live = [i for i, outcome in enumerate(outcomes) if outcome.rejected_by is None]
+        if not live:
+            break
+        verdicts = await check.check([outcomes[i].item for i in live], context)
+        for i, verdict in zip(live, verdicts, strict=True):
+            outcomes[i] = _judged(outcomes[i], check, verdict, fixed_label)
+    return outcomes
+
+
+def verdict_records(checks: Sequence[QualityCheck], ids: Sequence[int],
+                    outcomes: Sequence[Outcome]) -> list[CheckRecord]:
+    """Every verdict under the sample id it is about, with its module's options, ready for the store."""
+    return [CheckRecord(sample_id, check.name, verdict.keep, verdict.reason, verdict.details, check.options())
+            for check in checks
+            for sample_id, outcome in zip(ids, outcomes, strict=True)
+            for judged_by, verdict in outcome.verdicts if judged_by is check]
 
 
 @dataclass
@@ -33,29 +89,31 @@ def apply_check(
     frame = store.sample_page(chosen, order="id")
     items = [Item(int(row.id), row.label, row.text) for row in frame.itertuples()]
 
-    async def judge() -> list[Verdict]:
+    async def judge() -> list[Outcome]:
         try:
             if llm is not None:
                 await llm.check()
-            return await check.check(items, CheckContext(store, embedder, llm))
+            return await run_checks([check], items, CheckContext(store, embedder, llm))
         finally:
             if llm is not None:
                 await llm.aclose()
 
-    verdicts = asyncio.run(judge()) if items else []
+    outcomes = asyncio.run(judge()) if items else []
     actor = f"check:{check.name}"
     summary = CheckSummary(check.name, checked=len(items))
-    for item, verdict in zip(items, verdicts, strict=True):
-        assert item.id is not None
-        if not verdict.keep:
-            summary.rejected[verdict.reason or "rejected"] += 1
-            store.edit_sample(item.id, status="rejected", actor=actor)
-            continue
-        summary.kept += 1
-        if (verdict.text and verdict.text != item.text) or (verdict.label and verdict.label != item.label):
+    for outcome in outcomes:
+        sample_id = outcome.item.id
+        assert sample_id is not None
+        if outcome.rejected_by is not None:
+            summary.rejected[outcome.verdicts[-1][1].reason or "rejected"] += 1
+            store.edit_sample(sample_id, status="rejected", actor=actor)
+        elif outcome.corrected:
+            summary.kept += 1
             summary.corrected += 1
-            store.edit_sample(item.id, text=verdict.text, label=verdict.label, actor=actor)
-    store.record_checks(check.name, check.options(), [
-        (item.id, v.keep, v.reason, v.details) for item, v in zip(items, verdicts, strict=True)  # type: ignore[misc]
-    ])
+            changed = outcome.item
+            store.edit_sample(sample_id, text=changed.text if changed.text != outcome.original.text else None,
+                              label=changed.label if changed.label != outcome.original.label else None, actor=actor)
+        else:
+            summary.kept += 1
+    store.record_checks(verdict_records([check], [item.id for item in items], outcomes))  # type: ignore[misc]
     return summary

@@ -4,6 +4,10 @@ persisted in transactional batches as they land, exact targets, resumable after 
 A run's state lives in the store, never only in memory: what is committed is the run. Resuming
 rebuilds each population (real seeds + kept offspring), marks the parent pairs already used and asks
 for exactly the missing number of offspring.
+
+In-run quality modules (`RunConfig.checks`) judge each batch before it is written: an offspring one rejects
+(or moves to another label) is stored as filtered (`check:<module>`) and asked for again, so targets stay
+exact; a correction is what is stored, embedded and bred from, with the text as generated in its details.
 """
 
 from __future__ import annotations
@@ -23,8 +27,10 @@ from .embed import Embedder
 from .errors import DatagenError, LLMError, LLMFatalError
 from .llm import LLM, Completion
 from .methods import GenerationMethod, GenerationRequest, MethodContext, make_method, prepare_run_config
+from .quality import Outcome, run_checks, verdict_records
 from .records import NewSample, text_hash, utcnow
 from .store import PopulationMember, RunInfo, Store
+from .validators import CheckContext, Item, in_run_checks
 
 
 @dataclass
@@ -87,6 +93,7 @@ class _Candidate:
     reason: str | None
     position: int
     of: int
+    checked: Outcome | None = None  # what the in-run quality modules made of it
 
 
 def start_run(store: Store, config: RunConfig, llm_config: LLMConfig) -> str:
@@ -99,6 +106,8 @@ def start_run(store: Store, config: RunConfig, llm_config: LLMConfig) -> str:
     gene_set = store.gene_set()
     if config.method == "genetic" and gene_set is None:
         raise DatagenError("the project has no genes: run `datagen genes propose` or `datagen genes set` first")
+    if any(check.name == "facts" for check in config.checks) and not store.kb_count():
+        raise DatagenError("the facts check needs a knowledge base: load documents with `datagen kb load` first")
     run_id = uuid.uuid4().hex[:12]
     store.create_run(run_id, config, gene_set.version if gene_set else None, llm_config)
     return run_id
@@ -135,6 +144,7 @@ class Runner:
         self._consecutive_failures = 0
         self._filtered_in_a_row = dict.fromkeys(self.labels, 0)
         self._pool: dict[str, np.ndarray] = {}  # population vectors per label, for in-run group checking
+        self.checks = in_run_checks(self.config.checks)
 
     # ------------------------------------------------------------ set-up
     def _load_populations(self) -> None:
@@ -195,7 +205,7 @@ class Runner:
 
     def _triage(self, landed: Sequence[_Landed]) -> list[_Candidate]:
         """Count failures, parse answers (one or several samples each) and mark filtered ones (refusal, empty,
-        too long, duplicate, extra items beyond what was asked)."""
+        too long, duplicate, extra items beyond what was asked); `_persist` counts them once checks have run."""
         candidates: list[_Candidate] = []
         for item in landed:
             if item.completion is None:
@@ -215,11 +225,39 @@ class Runner:
                         reason = "duplicate"
                     else:
                         self._hashes[label].add(digest)
-                self._count_filtered(label, reason)
                 candidates.append(_Candidate(item, text, reason, position, len(pieces)))
         if self._consecutive_failures >= self.config.max_failures:
             raise LLMFatalError(f"{self._consecutive_failures} LLM calls in a row failed; stopping the run")
         return candidates
+
+    async def _apply_checks(self, candidates: list[_Candidate]) -> list[_Candidate]:
+        """The in-run quality modules, in order, on the candidates still kept. They ask through the run's LLM
+        facade, so they share its in-flight limit while new requests keep flowing."""
+        chosen = [i for i, c in enumerate(candidates) if c.reason is None]
+        if not self.checks or not chosen:
+            return candidates
+        items = [Item(None, candidates[i].landed.request.label, candidates[i].text) for i in chosen]
+        context = CheckContext(self.store, self.embedder, self.llm)
+        outcomes = await run_checks(self.checks, items, context, fixed_label=True)
+        checked = list(candidates)
+        for i, outcome in zip(chosen, outcomes, strict=True):
+            reason = self._checked_reason(outcome)
+            checked[i] = dataclasses.replace(candidates[i], text=outcome.item.text, reason=reason, checked=outcome)
+        return checked
+
+    def _checked_reason(self, outcome: Outcome) -> str | None:
+        """`check:<module>` for a rejection; a corrected text must still pass the length and duplicate filters."""
+        if outcome.rejected_by is not None:
+            return f"check:{outcome.rejected_by}"
+        if not outcome.corrected:
+            return None
+        if len(outcome.item.text) > self.config.max_chars:
+            return "too_long"
+        digest, hashes = text_hash(outcome.item.text), self._hashes[outcome.item.label]
+        if digest != text_hash(outcome.original.text) and digest in hashes:
+            return "duplicate"
+        hashes.add(digest)
+        return None
 
     def _group_check(
         self, candidates: Sequence[_Candidate], vectors: np.ndarray
@@ -256,7 +294,8 @@ class Runner:
                           f"filtered (last: {reason}); stopping this label")
 
     def _write(self, candidates: Sequence[_Candidate]) -> tuple[list[NewSample], np.ndarray]:
-        """Embed the kept texts and write the batch in one transaction (runs in a worker thread)."""
+        """Embed the kept texts and write the batch with the in-run checks' verdicts in one transaction (runs in a
+        worker thread)."""
         kept_texts = [c.text for c in candidates if c.reason is None]
         vectors, fresh = self.embedder.embed(self.store, kept_texts)
         if self.config.dedup_distance is not None:
@@ -266,6 +305,8 @@ class Runner:
         for sample_id, c in zip(ids, candidates, strict=True):
             request, call = c.landed.request, c.landed.completion.call  # type: ignore[union-attr]
             details = request.details if c.of == 1 else {**request.details, "item": c.position, "items": c.of}
+            if c.checked is not None and c.checked.corrected:  # the raw response may hold several items
+                details = {**details, "original_text": c.checked.original.text}
             samples.append(NewSample(
                 id=sample_id, run_id=self.run.id, label=request.label, text=c.text, method=self.config.method,
                 parent_ids=request.parent_ids, gene_split=request.gene_split, prompt=request.prompt, details=details,
@@ -274,12 +315,17 @@ class Runner:
                 prompt_tokens=call.prompt_tokens // c.of, completion_tokens=call.completion_tokens // c.of,
                 requested_at=c.landed.requested_at, filter_reason=c.reason,  # type: ignore[arg-type]
             ))
-        self.store.write_offspring(samples, self.llm.take_pending_calls(), fresh, self.embedder.name)
+        checked = [(sample_id, c.checked) for sample_id, c in zip(ids, candidates, strict=True) if c.checked]
+        verdicts = verdict_records(self.checks, [i for i, _ in checked], [o for _, o in checked])
+        self.store.write_offspring(samples, self.llm.take_pending_calls(), fresh, self.embedder.name, verdicts)
         return samples, vectors
 
     async def _persist(self, landed: Sequence[_Landed]) -> list[NewSample]:
-        """Store what landed, then let the offspring join their populations."""
-        samples, vectors = await asyncio.to_thread(self._write, self._triage(landed))
+        """Check and store what landed, then let the offspring join their populations."""
+        candidates = await self._apply_checks(self._triage(landed))
+        for c in candidates:
+            self._count_filtered(c.landed.request.label, c.reason)
+        samples, vectors = await asyncio.to_thread(self._write, candidates)
         kept = [s for s in samples if s.filter_reason is None]
         for label in {s.label for s in kept}:
             rows = [i for i, s in enumerate(kept) if s.label == label]

@@ -161,6 +161,18 @@ class RunInfo:
 
 
 @dataclass(frozen=True)
+class CheckRecord:
+    """What one quality module said of one stored sample, with the settings that produced it."""
+
+    sample_id: int
+    check: str
+    keep: bool
+    reason: str | None
+    details: dict[str, Any]
+    options: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class PopulationMember:
     id: int
     text: str
@@ -647,11 +659,14 @@ class Store:
         calls: Sequence[LLMCallRecord],
         embeddings: dict[str, np.ndarray],
         embed_model: str,
+        verdicts: Sequence[CheckRecord] = (),
     ) -> None:
-        """Write offspring with the calls that produced them and their embeddings, atomically."""
+        """Write offspring with the calls that produced them, their embeddings and what in-run quality modules
+        said of them, atomically."""
         with self.transaction() as cur:
             self._insert_calls(cur, calls)
             self._insert_embeddings(cur, embed_model, embeddings)
+            self._insert_checks(cur, verdicts)
             rows = [
                 {
                     "id": s.id, "label": s.label, "text": s.text, "text_hash": s.text_hash, "origin": "synthetic",
@@ -813,16 +828,18 @@ class Store:
         cur.unregister("incoming_vectors")
 
     # ---------------------------------------------------------------- checks
-    def record_checks(self, check: str, options: dict[str, Any], rows: Sequence[tuple[int, bool, str | None,
-                      dict[str, Any]]]) -> None:
-        """Verdicts of one quality module on stored samples: (sample id, keep, reason, details) each."""
-        now = utcnow()
+    def record_checks(self, verdicts: Sequence[CheckRecord]) -> None:
+        """Verdicts of quality modules on stored samples."""
         with self.transaction() as cur:
-            _insert_rows(cur, "sample_checks", [
-                {"sample_id": sample_id, "check": check, "keep": keep, "reason": reason,
-                 "details": json.dumps(details), "options": json.dumps(options), "created_at": now}
-                for sample_id, keep, reason, details in rows
-            ])
+            self._insert_checks(cur, verdicts)
+
+    def _insert_checks(self, cur: duckdb.DuckDBPyConnection, verdicts: Sequence[CheckRecord]) -> None:
+        now = utcnow()
+        _insert_rows(cur, "sample_checks", [
+            {"sample_id": v.sample_id, "check": v.check, "keep": v.keep, "reason": v.reason,
+             "details": json.dumps(v.details), "options": json.dumps(v.options), "created_at": now}
+            for v in verdicts
+        ])
 
     def sample_checks(self, sample_id: int) -> pd.DataFrame:
         return self.cursor().execute(

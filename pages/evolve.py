@@ -13,7 +13,17 @@ import random
 import pandas as pd
 import streamlit as st
 
-from datagen_core.config import METHOD_NAMES, FewShotOptions, GeneticOptions, LLMConfig, RunConfig, SamplingParams
+from datagen_core.config import (
+    IN_RUN_CHECKS,
+    METHOD_NAMES,
+    CheckSpec,
+    DataGenOptions,
+    FewShotOptions,
+    GeneticOptions,
+    LLMConfig,
+    RunConfig,
+    SamplingParams,
+)
 from datagen_core.jobs import JobSnapshot
 from datagen_core.runner import start_run
 from datagen_core.store import RunInfo, SampleFilter, Store
@@ -23,6 +33,8 @@ from studio.render import gene_split, genes_text, parent_ids, quoted
 LIVE_SECONDS = 2.0  # how often the feed redraws while a job is active
 METHOD_TITLES = {"genetic": "Genetic Prompt", "zero_shot": "Zero-shot (SimPrompt)", "few_shot": "Few-shot",
                  "topic": "Zero-shot topic", "attrprompt": "AttrPrompt", "datagen": "DataGen (several per call)"}
+CHECK_TITLES = {"dedup": "group check (near duplicates)", "reflection": "self-reflection", "math": "code-checked math",
+                "facts": "retrieval-checked facts", "difficulty": "difficulty enhancement"}
 CARDS = 6  # newest offspring shown as cards
 RUN_KEY = "evolve_run"
 STOP_CONFIRM_KEY = "evolve_confirm_stop"
@@ -31,55 +43,58 @@ RESUMABLE = ("running", "interrupted", "failed")  # store statuses a run may go 
 
 # --------------------------------------------------------------------------- new run
 def new_run_form(store: Store, llm_config: LLMConfig) -> None:
-    """The options of a new run; Start records it and launches it in the background."""
+    """The options of a new run; Start records it and launches it in the background. The method and the
+    checks sit above the form because they decide which options the form asks for."""
     labels = [lb.name for lb in store.labels()]
     defaults = llm_config.default_sampling()
-    with st.expander("New run", expanded=not store.runs()), st.form("evolve_new_run"):
+    with st.expander("New run", expanded=not store.runs()):
         if store.gene_set() is None:
             st.warning("This project has no genes yet: set them on the **Genes** page before starting a run.")
-        top_left, top_right = st.columns([2, 1])
-        method = top_left.selectbox(
+        method = st.selectbox(
             "Method", METHOD_NAMES, format_func=lambda m: METHOD_TITLES.get(m, m), key="evolve_method",
             help="Genetic Prompt, or a baseline of the papers to compare with. Topic and AttrPrompt runs use the "
                  "topics / attribute values proposed with `datagen topics|attributes propose`.")
-        shots = top_right.number_input("Examples per call (few-shot)", min_value=1, max_value=10, value=3,
-                                       key="evolve_shots", help="1 = one-shot; the paper used 3 and 5.")
-        chosen = st.multiselect("Labels", labels, default=labels, key="evolve_labels")
-        left, middle, right = st.columns(3)
-        per_label = left.number_input("Target per label", min_value=1, max_value=1_000_000, value=20, step=10,
-                                      key="evolve_per_label")
-        in_flight = middle.number_input("Requests in flight", min_value=1, max_value=4096,
-                                        value=llm_config.max_in_flight, key="evolve_in_flight")
-        seed = right.number_input("Seed (empty = random)", min_value=0, max_value=2**31 - 1, value=None, step=1,
-                                  key="evolve_seed")
-        left, middle, right = st.columns(3)
-        selection = left.radio("Parent selection", ["farthest", "random"], key="evolve_selection",
-                               format_func=lambda s: "farthest pair (active)" if s == "farthest" else "random pair",
-                               help="The paper's active selection, or its random-parents ablation.")
-        mutation = middle.checkbox("Mutation", value=True, key="evolve_mutation",
-                                   help="Off: the no-mutation ablation (every gene inherited).")
-        temperature = right.slider("Temperature", 0.0, 2.0, float(defaults.temperature), 0.05,
-                                   key="evolve_temperature")
-        submitted = st.form_submit_button("Start run", type="primary")
+        checks = st.multiselect(
+            "In-run quality checks", ["dedup", *IN_RUN_CHECKS], key="evolve_checks",
+            format_func=lambda c: CHECK_TITLES.get(c, c),
+            help="Applied in this order to each batch of offspring before it is stored: an offspring a check "
+                 "rejects is kept in the store as filtered (`check:<name>`) and asked for again; a correction "
+                 "replaces its text. Every verdict is recorded with the sample. Facts need a knowledge base.")
+        with st.form("evolve_new_run"):
+            chosen = st.multiselect("Labels", labels, default=labels, key="evolve_labels")
+            left, middle, right = st.columns(3)
+            per_label = left.number_input("Target per label", min_value=1, max_value=1_000_000, value=20, step=10,
+                                          key="evolve_per_label")
+            in_flight = middle.number_input("Requests in flight", min_value=1, max_value=4096,
+                                            value=llm_config.max_in_flight, key="evolve_in_flight")
+            seed = right.number_input("Seed (empty = random)", min_value=0, max_value=2**31 - 1, value=None, step=1,
+                                      key="evolve_seed")
+            options = method_options(method)
+            temperature = st.slider("Temperature", 0.0, 2.0, float(defaults.temperature), 0.05,
+                                    key="evolve_temperature")
+            check_options = check_options_inputs(checks)
+            submitted = st.form_submit_button("Start run", type="primary")
     if not submitted:
         return
     if not chosen:
         st.error("Pick at least one label.", icon="⚠️")
         return
     session_llm = llm_config.model_copy(update={"max_in_flight": int(in_flight)})
-    config = RunConfig(
-        method=method,
-        few_shot=FewShotOptions(k=int(shots)),
-        per_label=int(per_label),
-        labels=tuple(chosen) if len(chosen) < len(labels) else (),
-        seed=int(seed) if seed is not None else random.randrange(2**31),
-        sampling=SamplingParams(temperature=float(temperature), top_p=defaults.top_p,
-                                max_tokens=defaults.max_tokens, repeat_penalty=defaults.repeat_penalty),
-        genetic=GeneticOptions(parent_selection=selection, mutation=bool(mutation)),
-        worked_example=llm_config.backend == "embedded" and method == "genetic",
-    )
+    distance = check_options.pop("distance", None)
 
     def launch() -> str:
+        config = RunConfig(
+            method=method,
+            per_label=int(per_label),
+            labels=tuple(chosen) if len(chosen) < len(labels) else (),
+            seed=int(seed) if seed is not None else random.randrange(2**31),
+            sampling=SamplingParams(temperature=float(temperature), top_p=defaults.top_p,
+                                    max_tokens=defaults.max_tokens, repeat_penalty=defaults.repeat_penalty),
+            worked_example=llm_config.backend == "embedded" and method == "genetic",
+            checks=tuple(CheckSpec.model_validate({"name": c, **check_options}) for c in checks if c != "dedup"),
+            dedup_distance=distance,
+            **options,
+        )
         run_id = start_run(store, config, session_llm)
         state.workspace().runs.launch(store, run_id, session_llm)
         return run_id
@@ -88,6 +103,57 @@ def new_run_form(store: Store, llm_config: LLMConfig) -> None:
     if run_id is not None:
         st.session_state[RUN_KEY] = run_id
         st.toast(f"Run {run_id} started")
+
+
+def method_options(method: str) -> dict[str, object]:
+    """The form's inputs for the chosen method's own options, as RunConfig fields."""
+    if method == "genetic":
+        left, right = st.columns(2)
+        selection = left.radio("Parent selection", ["farthest", "random"], key="evolve_selection",
+                               format_func=lambda s: "farthest pair (active)" if s == "farthest" else "random pair",
+                               help="The paper's active selection, or its random-parents ablation.")
+        mutation = right.checkbox("Mutation", value=True, key="evolve_mutation",
+                                  help="Off: the no-mutation ablation (every gene inherited).")
+        return {"genetic": GeneticOptions(parent_selection=selection, mutation=bool(mutation))}
+    if method == "few_shot":
+        shots = st.number_input("Examples per call (few-shot)", min_value=1, max_value=10, value=3,
+                                key="evolve_shots", help="1 = one-shot; the paper used 3 and 5.")
+        return {"few_shot": FewShotOptions(k=int(shots))}
+    if method == "datagen":
+        field = DataGenOptions.model_fields
+        left, middle, right = st.columns(3)
+        items = left.number_input("Items per call", min_value=1, max_value=20, value=field["items_per_call"].default,
+                                  key="evolve_items_per_call", help="Samples asked for in one call (JSON list).")
+        examples = middle.number_input("Examples per call", min_value=1, max_value=10,
+                                       value=field["examples"].default, key="evolve_datagen_examples",
+                                       help="Real examples of the label shown in each call, chosen for diversity.")
+        selection = right.radio("Diverse examples", ["greedy", "kmeans"], key="evolve_diverse",
+                                help=field["selection"].description)
+        description = st.text_area("Dataset description", key="evolve_description",
+                                   placeholder="what the dataset is for; the project's task when empty")
+        return {"datagen": DataGenOptions(items_per_call=int(items), examples=int(examples),
+                                          selection=selection, description=description.strip())}
+    return {}
+
+
+def check_options_inputs(checks: list[str]) -> dict[str, object]:
+    """Inputs for the options the chosen checks read (only those), as keyword arguments of CheckSpec."""
+    options: dict[str, object] = {}
+    if not checks:
+        return options
+    left, middle, right = st.columns(3)
+    if "dedup" in checks:
+        options["distance"] = left.number_input(
+            "Group check distance", min_value=0.0, max_value=2.0, value=0.3, step=0.05, key="evolve_dedup",
+            help="Filter offspring closer than this (Euclidean, normalised embeddings) to the population; DataGen "
+                 "used 0.3.")
+    if "reflection" in checks:
+        options["rounds"] = int(middle.number_input("Reflection rounds", min_value=1, max_value=10, value=5,
+                                                    key="evolve_rounds", help="Judge → rewrite rounds at most."))
+    if "math" in checks or "facts" in checks:
+        options["mode"] = right.radio("Math / facts", ["flag", "correct"], key="evolve_check_mode",
+                                      help="Flag a wrong answer or contradicted fact, or correct it.")
+    return options
 
 
 # ------------------------------------------------------------------------ the feed
@@ -131,8 +197,36 @@ def controls(store: Store, run: RunInfo, snap: JobSnapshot | None, llm_config: L
                    f"**{run.llm.get('model')}**.")
 
 
+def method_text(config: RunConfig) -> str:
+    if config.method == "genetic":
+        return f"{config.genetic.parent_selection} parents · mutation {'on' if config.genetic.mutation else 'off'} · "
+    if config.method == "few_shot":
+        return f"{config.few_shot.k} examples per call · "
+    if config.method == "datagen":
+        options = config.datagen
+        return f"{options.items_per_call} items per call · {options.examples} {options.selection} examples · "
+    return ""
+
+
+def checks_text(config: RunConfig) -> str:
+    """The in-run checks in the order they apply, with the options each one reads."""
+    shown = [f"group check < {config.dedup_distance}"] if config.dedup_distance is not None else []
+    for check in config.checks:
+        option = {"reflection": f" ({check.rounds} rounds)", "math": f" ({check.mode})", "facts": f" ({check.mode})"}
+        shown.append(f"{CHECK_TITLES.get(check.name, check.name)}{option.get(check.name, '')}")
+    return "checks: " + " → ".join(shown) + " · " if shown else ""
+
+
+def run_settings(run: RunInfo) -> str:
+    config = run.config
+    return (f"{METHOD_TITLES.get(config.method, config.method)} · model {run.llm.get('model')} · "
+            f"{method_text(config)}{checks_text(config)}temperature {config.sampling.temperature} · "
+            f"seed {config.seed} · gene set v{run.gene_set_version}")
+
+
 def progress_bars(store: Store, run: RunInfo, snap: JobSnapshot | None) -> None:
-    """Per label: kept/target from the store (the truth), failed and in flight from the live job."""
+    """Per label: kept/target from the store (the truth), failed and in flight from the live job; then what
+    was filtered, by reason (the engine's filters and the in-run checks)."""
     counts = store.label_counts(run.id)
     labels = list(run.config.labels) or [lb.name for lb in store.labels()]
     target = run.config.per_label
@@ -143,6 +237,9 @@ def progress_bars(store: Store, run: RunInfo, snap: JobSnapshot | None) -> None:
         st.progress(min(kept / target, 1.0),
                     text=f"**{label}**: {kept}/{target} kept · {filtered} filtered · {failed} failed · "
                          f"{in_flight} in flight")
+    reasons = sorted(store.filtered_counts(run.id).items(), key=lambda item: (-item[1], item[0]))
+    if reasons:
+        st.caption("Filtered: " + " · ".join(f"{reason} {count}" for reason, count in reasons))
 
 
 def usage_metrics(store: Store, run: RunInfo, snap: JobSnapshot | None) -> None:
@@ -178,17 +275,20 @@ def offspring_card(row: pd.Series, parents: dict[int, pd.Series]) -> None:
     examples it was shown and the topic or attribute values it was asked for)."""
     split = gene_split(row["gene_split"])
     genetic = row["method"] == "genetic"
+    details = json.loads(row["details"]) if isinstance(row["details"], str) and row["details"] else {}
     with st.container(border=True):
         head = f"**#{row['id']}** · {row['label']} · {row['status']}"
         if isinstance(row["filter_reason"], str) and row["filter_reason"]:
             head += f" · :orange[filtered: {row['filter_reason']}]"
         st.markdown(head)
         st.markdown(quoted(row["text"]))
+        if "original_text" in details:
+            st.caption("Corrected by an in-run check; as generated:")
+            st.markdown(quoted(details["original_text"]))
         if genetic:
             st.markdown(f"From parent 1: {genes_text(split['parent1'])} · From parent 2: "
                         f"{genes_text(split['parent2'])} · Mutated: {genes_text(split['mutated'])}")
         else:
-            details = json.loads(row["details"]) if isinstance(row["details"], str) and row["details"] else {}
             asked = {k: v for k, v in details.items() if k in ("topic", "attributes", "k")}
             st.caption(f"{METHOD_TITLES.get(row['method'], row['method'])}"
                        + "".join(f" · {key}: {value}" for key, value in asked.items()))
@@ -227,15 +327,7 @@ def live_feed(run_id: str, live: bool) -> None:
     snap = job.snapshot() if job is not None else None
     if live and (snap is None or not snap.active):
         st.rerun()  # the job just ended: redraw the page so the feed stops ticking and buttons update
-    config = run.config
-    st.caption(
-        f"{METHOD_TITLES.get(config.method, config.method)} · model {run.llm.get('model')} · "
-        + (f"{config.genetic.parent_selection} parents · mutation {'on' if config.genetic.mutation else 'off'} · "
-           if config.method == "genetic" else f"{config.few_shot.k} examples per call · "
-           if config.method == "few_shot" else "")
-        + f"temperature {config.sampling.temperature} · seed "
-        f"{config.seed} · gene set v{run.gene_set_version}"
-    )
+    st.caption(run_settings(run))
     controls(store, run, snap, state.llm_config())
     messages(run, snap)
     progress_bars(store, run, snap)

@@ -11,9 +11,10 @@ from pydantic import SecretStr, ValidationError
 
 from datagen_core.config import LLMConfig
 from datagen_core.errors import DatagenError
-from datagen_core.ingest import clean_examples, prepare_project, read_upload
+from datagen_core.ingest import MIN_EXAMPLES_PER_LABEL, clean_examples, prepare_project, read_upload, split_heldout
 from datagen_core.llm import check_connection
 from studio import state
+from studio.render import default_column
 
 EMBEDDED = "Embedded (SmolLM2-135M, offline)"
 ENDPOINT = "OpenAI-compatible endpoint"
@@ -41,10 +42,6 @@ def open_section() -> None:
     left.selectbox("Projects in this folder", names, index=names.index(current) if current in names else 0,
                    key="open_choice")
     right.button("Open", on_click=on_open, disabled=not names)
-
-
-def default_column(columns: list[str], wanted: str, fallback: int) -> int:
-    return columns.index(wanted) if wanted in columns else min(fallback, len(columns) - 1)
 
 
 def suggested_name(filename: str) -> str:
@@ -78,6 +75,15 @@ def create_section() -> None:
     counts = examples["label"].value_counts(sort=False)
     st.success(f"{len(examples)} usable examples in {len(counts)} labels: "
                + ", ".join(f"{label} ({n})" for label, n in counts.items()))
+    fraction = st.slider("Hold out for evaluation", min_value=0.0, max_value=0.8, value=0.2, step=0.05,
+                         key="new_heldout",
+                         help="This share of each label becomes held-out test data: never a seed, so the Metrics "
+                              "page can score classifiers on real examples the generator never saw.")
+    seeds, held = split_heldout(examples, fraction)
+    held_counts = ", ".join(f"{label} {n}" for label, n in held["label"].value_counts(sort=False).items())
+    st.caption(f"{len(seeds)} seed(s) for the generator, {len(held)} held out for evaluation"
+               + (f" ({held_counts})." if held_counts else ".")
+               + f" Every label keeps at least {MIN_EXAMPLES_PER_LABEL} seeds.")
     with st.form("create_project"):
         name = st.text_input("Project name", value=suggested_name(upload.name), key="new_name",
                              help="Letters, digits, '_', '-' or '.'; it names the project's file.")
@@ -91,11 +97,15 @@ def create_section() -> None:
     if submitted:
         with state.user_errors():
             new = prepare_project(raw, text_col=text_col, label_col=label_col, source=upload.name, name=name,
-                                  task=task, text_kind=text_kind, label_descriptions=descriptions)
-            state.workspace().create_project(new.spec, new.labels, new.examples, source=new.source)
+                                  task=task, text_kind=text_kind, label_descriptions=descriptions,
+                                  heldout_fraction=fraction)
+            state.workspace().create_project(new.spec, new.labels, new.examples, source=new.source,
+                                             heldout=new.heldout)
             switch_to(new.spec.name)
             st.session_state.pop("upload", None)
-            st.session_state[FLASH_KEY] = f"Created and opened **{new.spec.name}** ({len(new.examples)} examples)."
+            held = 0 if new.heldout is None else len(new.heldout)
+            st.session_state[FLASH_KEY] = (f"Created and opened **{new.spec.name}** ({len(new.examples)} examples, "
+                                           f"{held} held out for evaluation).")
             st.rerun()
 
 
@@ -106,10 +116,15 @@ def details_section() -> None:
     st.subheader(f"Project {project.name}")
     st.caption(f"Created {project.created_at:%Y-%m-%d %H:%M} UTC from {project.source_file or 'an unknown source'}.")
     counts = store.real_counts()
+    held = store.heldout_counts()
     labels = store.labels()
     st.dataframe(pd.DataFrame({"label": [lb.name for lb in labels],
                                "real examples": [counts.get(lb.name, 0) for lb in labels],
+                               "held out": [held.get(lb.name, 0) for lb in labels],
                                "description": [lb.description for lb in labels]}), hide_index=True)
+    st.caption(f"{sum(held.values())} held-out example(s) for downstream evaluation: never seeds, so F1 on the "
+               "**Metrics** page is measured on real data the generator never saw." if held else
+               "No held-out data: the **Metrics** page can add some for downstream F1.")
     with st.form(f"details_{project.name}"):
         task = st.text_input("Task", value=project.task, key=f"task_{project.name}")
         text_kind = st.text_input("What one sample is", value=project.text_kind, key=f"kind_{project.name}")

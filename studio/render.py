@@ -1,4 +1,4 @@
-"""Small drawing helpers the pages share: how a sample's text and lineage fields are shown."""
+"""Small drawing helpers the pages share: how a sample's text and lineage fields are shown, upload columns."""
 
 from __future__ import annotations
 
@@ -29,3 +29,8 @@ def gene_split(raw: Any) -> dict[str, list[str]]:
 
 def genes_text(genes: list[str]) -> str:
     return ", ".join(f"`{g}`" for g in genes) if genes else "—"
+
+
+def default_column(columns: list[str], wanted: str, fallback: int) -> int:
+    """The index of column `wanted` in an upload, else of the `fallback`-th column (the last if fewer)."""
+    return columns.index(wanted) if wanted in columns else min(fallback, len(columns) - 1)

@@ -189,6 +189,45 @@ def test_two_sessions_edit_while_a_run_goes_on(studio: Studio) -> None:
     check.context.close()
 
 
+def test_metrics_compare_two_runs(studio: Studio) -> None:
+    """Two fresh runs on the Evolve page, then Metrics: Compute draws the comparison table and the charts."""
+    page = studio.new_page()
+    for per_label in (PER_LABEL // 2, PER_LABEL // 2 + 1):  # targets no other test uses: their "n/n kept" is ours
+        go(page, "Evolve")  # a fresh draw, so the new-run form is either open or folded, not folding
+        start_run(page, per_label)
+        expect(page.get_by_text(f"{per_label}/{per_label} kept")).to_have_count(2)
+    go(page, "Metrics")
+    expect(page.get_by_text(re.compile(r"Downstream F1 is scored on 100 held-out"))).to_be_visible()
+    page.locator('[data-testid="stExpander"] summary').filter(has_text="Settings").click()
+    page.get_by_label("Scale curve: synthetic per label").fill("1, 2")
+    page.get_by_label("Scale curve: synthetic per label").press("Enter")
+    idle(page)
+    page.get_by_role("button", name="Compute", exact=True).click()
+    expect(page.get_by_text(re.compile(r"^Computed \d+ result\(s\)"))).to_be_visible()
+    idle(page)  # every chart drawn
+    expect(page.get_by_role("heading", name="Comparison")).to_be_visible()
+    table = page.get_by_test_id("stDataFrame").first
+    expect(table).to_be_visible()
+    charts = page.get_by_test_id("stPlotlyChart")
+    expect(charts.first.locator(".js-plotly-plot")).to_be_attached()
+    assert charts.count() >= 5  # bars, labels, lengths, CMD per label, scale curve, confusion
+    # the bars name both runs and the real seeds (plotly draws its axis labels as SVG text)
+    ticks = " ".join(charts.first.locator(".xtick text").all_text_contents())
+    assert "real seeds" in ticks and ticks.count("genetic") >= 2
+    expect(page.get_by_role("heading", name="Scale curve")).to_be_visible()
+    page.locator('[data-testid="stExpander"] summary').filter(has_text="Settings").click()  # fold it again
+    page.mouse.move(700, 500)
+    page.mouse.wheel(0, 450)  # the table and the bars
+    page.mouse.move(10, 990)  # off the charts: no hover toolbar in the screenshot
+    studio.shot(page, "metrics")
+    page.reload()  # a new session reads the cached results: no Compute needed
+    expect(page.get_by_role("heading", name="Metrics", exact=True)).to_be_visible()
+    idle(page)
+    expect(page.get_by_role("heading", name="Comparison")).to_be_visible()
+    expect(page.get_by_role("button", name="Compute", exact=True)).to_be_disabled()
+    page.context.close()
+
+
 def test_bad_input_shows_a_message_and_the_studio_keeps_working(studio: Studio) -> None:
     page = studio.new_page()
     upload = page.locator('[data-testid="stFileUploaderDropzoneInput"]')

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from datagen_core.config import Label, LLMConfig, ProjectSpec
+from datagen_core.config import CheckSpec, DataGenOptions, Label, LLMConfig, ProjectSpec
 from datagen_core.demo import DEMO_PROJECT
 from datagen_core.jobs import RunJob
 from datagen_core.store import SampleFilter, Store
 
-from .loopback_server import LoopbackServer
+from .loopback_server import LoopbackServer, deterministic_text
 from .studio_helpers import Studio, studio_session
 
 PAGE = "pages/evolve.py"
@@ -173,7 +176,7 @@ def test_a_few_shot_run_shows_the_examples_it_was_given(studio: Studio) -> None:
     with LoopbackServer(latency_s=0.02) as server:
         llm = LLMConfig(backend="openai", base_url=server.base_url, model="loopback")
         at = open_evolve(studio, llm)
-        at.selectbox(key="evolve_method").set_value("few_shot")
+        at.selectbox(key="evolve_method").set_value("few_shot").run()  # the form asks for the method's options
         at.number_input(key="evolve_shots").set_value(3)
         at.multiselect(key="evolve_labels").set_value(["ham"])
         start(at, per_label=3)
@@ -190,3 +193,86 @@ def test_a_few_shot_run_shows_the_examples_it_was_given(studio: Studio) -> None:
     for row in offspring.itertuples():
         assert len(row.parent_ids) == 3 and set(row.parent_ids) <= real_ham  # real examples of its own label
         assert any(c.startswith(f"Example 3 · #{row.parent_ids[2]} · real") for c in captions)
+
+
+class ItemsOrVerdicts:
+    """DataGen answers (the items asked for) and self-reflection verdicts: the first two distinct offspring the
+    judge sees are bad for good (their rewrites are unusable), every later one is fine."""
+
+    def __init__(self) -> None:
+        self.bad: set[str] = set()
+        self.seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, body: dict[str, Any]) -> str:
+        prompt = body["messages"][-1]["content"]
+        if "A reviewer said" in prompt:
+            return "{}"
+        item = re.search(r"Item: (.*)\nLabel:", prompt)
+        if item is not None:
+            with self._lock:
+                if item[1] not in self.seen and len(self.seen) < 2:
+                    self.bad.add(item[1])
+                self.seen.add(item[1])
+            good = item[1] not in self.bad
+            return json.dumps({"reflection": "fine" if good else "not an SMS", "is_good": good})
+        asked = re.search(r"Write (\d+) new items", prompt)
+        if asked is not None:
+            digest = hashlib.sha256((prompt + str(body.get("seed"))).encode()).hexdigest()
+            return json.dumps({"items": [{"text": f"Offer {digest[:8]}-{i}: reply now"}
+                                         for i in range(int(asked[1]))]})
+        return deterministic_text(body["messages"], body.get("seed"))
+
+
+def test_a_datagen_run_with_its_options_from_the_page(studio: Studio) -> None:
+    with LoopbackServer(answer=ItemsOrVerdicts()) as server:
+        llm = LLMConfig(backend="openai", base_url=server.base_url, model="loopback")
+        at = open_evolve(studio, llm)
+        assert "evolve_items_per_call" not in [n.key for n in at.number_input]  # genetic: no DataGen options
+        at.selectbox(key="evolve_method").set_value("datagen").run()
+        assert "evolve_selection" not in [r.key for r in at.radio]  # nor Genetic Prompt's
+        at.number_input(key="evolve_items_per_call").set_value(2)
+        at.number_input(key="evolve_datagen_examples").set_value(2)
+        at.radio(key="evolve_diverse").set_value("kmeans")
+        at.text_area(key="evolve_description").set_value("  SMS messages for a spam filter  ")
+        at.multiselect(key="evolve_labels").set_value(["spam"])
+        start(at, per_label=3)
+        store = studio.workspace().store(DEMO_PROJECT)
+        assert only_job(studio, store).wait(TIMEOUT)
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    (run,) = store.runs()
+    assert run.status == "completed" and run.method == "datagen"
+    assert run.config.datagen == DataGenOptions(items_per_call=2, examples=2, selection="kmeans",
+                                                description="SMS messages for a spam filter")
+    assert store.kept_counts(run.id) == {"spam": 3} and run.config.checks == ()
+    captions = [c.value for c in at.caption]
+    assert any(c.startswith("DataGen (several per call) · model loopback · 2 items per call · 2 kmeans examples")
+               for c in captions), captions
+
+
+def test_a_run_with_an_in_run_reflection_check_from_the_page(studio: Studio) -> None:
+    with LoopbackServer(answer=ItemsOrVerdicts()) as server:
+        llm = LLMConfig(backend="openai", base_url=server.base_url, model="loopback")
+        at = open_evolve(studio, llm)
+        assert "evolve_rounds" not in [n.key for n in at.number_input]
+        at.multiselect(key="evolve_checks").set_value(["reflection"]).run()
+        assert "evolve_check_mode" not in [r.key for r in at.radio]  # reflection reads rounds, not a mode
+        at.number_input(key="evolve_rounds").set_value(2)
+        at.multiselect(key="evolve_labels").set_value(["ham"])
+        start(at, per_label=6)
+        store = studio.workspace().store(DEMO_PROJECT)
+        assert only_job(studio, store).wait(TIMEOUT)
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    (run,) = store.runs()
+    assert run.status == "completed" and run.config.checks == (CheckSpec(name="reflection", rounds=2),)
+    assert run.config.dedup_distance is None
+    assert store.kept_counts(run.id) == {"ham": 6}
+    assert store.filtered_counts(run.id) == {"check:reflection": 2}  # asked again: the target stays exact
+    captions = [c.value for c in at.caption]
+    assert any("checks: self-reflection (2 rounds)" in c for c in captions), captions
+    assert "Filtered: check:reflection 2" in captions
+    offspring = store.sample_page(SampleFilter(run_ids=(run.id,), include_filtered=True))
+    for sample_id in offspring["id"]:
+        assert len(store.sample_checks(int(sample_id))) == 1  # every offspring carries its verdict

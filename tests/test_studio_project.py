@@ -136,7 +136,7 @@ def test_create_a_project_from_an_upload(studio: Studio) -> None:
     assert store.project().task == "SMS spam detection" and store.project().text_kind == "SMS message"
     assert store.project().source_file == "my sms.csv"
     assert store.labels() == [Label(name="ham"), Label(name="spam", description="an unsolicited commercial message")]
-    assert store.real_counts() == {"ham": 3, "spam": 2}
+    assert store.real_counts() == {"ham": 2, "spam": 2} and store.heldout_counts() == {"ham": 1}  # 0.2 held out
     assert sorted(studio.workspace().projects()) == ["mine", "sms-spam-demo"]
 
 

@@ -1,0 +1,401 @@
+"""Metrics: runs and the real seeds side by side: diversity, distance to the real data and downstream F1.
+
+Every figure comes from `datagen_core.evaluation.Evaluator` and is cached in the store under a key that
+hashes the data and the settings (the same keys `datagen eval` uses). Drawing the page only reads that
+cache (a read-only evaluator), so changing a setting shows what is known for it at once and nothing is
+recomputed by accident; only Compute computes, and only what is missing. The Provenance expander ties each
+figure to its key, parameters and timing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+
+import pandas as pd
+import streamlit as st
+
+from datagen_core.downstream import TRAINER_NAMES, ProgressFn, Trainer
+from datagen_core.errors import DatagenError
+from datagen_core.evaluation import REAL, Evaluation, Evaluator, NotCached, comparison_table
+from datagen_core.ingest import clean_examples, read_upload
+from datagen_core.store import RunInfo, Store
+from studio import metrics_charts as charts
+from studio import state
+from studio.render import default_column
+
+FLASH_KEY = "metrics_flash"
+UPLOAD_KEY = "metrics_heldout_upload"
+MODES = ("synthetic", "mixed")
+FIGURES = {"metrics": "table, bars, distributions, CMD per label", "downstream": "table, macro-F1 bars, confusion",
+           "scale": "scale curve, confusion"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that decides which figures the page shows (and therefore their cache keys)."""
+
+    runs: tuple[str, ...]
+    real: bool
+    downstream: bool
+    trainer: str
+    epochs: int | None
+    modes: tuple[str, ...]
+    mix_ratio: float | None
+    sizes: tuple[int, ...]
+    scale_mode: str
+    bleu_sample: int
+    seed: int
+    refresh: bool
+
+    @property
+    def subjects(self) -> list[str]:
+        return ([REAL] if self.real else []) + list(self.runs)
+
+    def trainer_options(self) -> dict[str, int]:
+        return {"epochs": self.epochs} if self.trainer == "finetune" and self.epochs else {}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One cached figure set to read or compute: a subject's metrics, one downstream F1 or one scale point."""
+
+    role: str  # metrics | downstream | scale
+    subject: str
+    mode: str | None = None
+    size: int | None = None
+
+
+@dataclass
+class Figures:
+    """What the page draws, by role, plus the steps not computed yet and the ones that cannot be."""
+
+    metrics: list[Evaluation] = field(default_factory=list)
+    downstream: list[Evaluation] = field(default_factory=list)
+    curves: dict[str, list[Evaluation]] = field(default_factory=dict)
+    missing: list[Step] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def scale_points(self) -> list[Evaluation]:
+        return [p for points in self.curves.values() for p in points]
+
+    @property
+    def evaluations(self) -> list[Evaluation]:
+        return self.metrics + self.downstream + self.scale_points
+
+    def by_role(self) -> list[tuple[str, Evaluation]]:
+        return ([("metrics", ev) for ev in self.metrics] + [("downstream", ev) for ev in self.downstream]
+                + [("scale", ev) for ev in self.scale_points])
+
+
+# ------------------------------------------------------------------------------ what to show
+def run_label(run: RunInfo) -> str:
+    return f"{run.method} · {run.created_at:%Y-%m-%d %H:%M} · {run.id}"
+
+
+def subject_names(store: Store, subjects: list[str]) -> dict[str, str]:
+    """Short names for tables and legends: the real seeds, or a run's id and method."""
+    methods = {run.id: run.method for run in store.runs()}
+    return {s: "real seeds" if s == REAL else f"{s} · {methods.get(s, '?')}" for s in subjects}
+
+
+def parse_sizes(text: str) -> tuple[int, ...]:
+    """'5, 10, 20' -> (5, 10, 20); anything but positive whole numbers is a user error."""
+    try:
+        sizes = sorted({int(item) for item in text.replace(";", ",").split(",") if item.strip()})
+    except ValueError:
+        raise DatagenError(f"scale-curve sizes must be whole numbers separated by commas, not {text!r}") from None
+    if any(n < 1 for n in sizes):
+        raise DatagenError("scale-curve sizes must be at least 1 per label")
+    return tuple(sizes)
+
+
+def plan(settings: Settings) -> list[Step]:
+    """The steps for these settings, in the order `datagen eval` takes them."""
+    steps: list[Step] = []
+    for subject in settings.subjects:
+        steps.append(Step("metrics", subject))
+        if not settings.downstream:
+            continue
+        steps.extend(Step("downstream", subject, mode) for mode in (["real"] if subject == REAL else settings.modes))
+        if subject != REAL:
+            steps.extend(Step("scale", subject, settings.scale_mode, n) for n in settings.sizes)
+    return steps
+
+
+def step_title(step: Step, names: dict[str, str]) -> str:
+    what = {"metrics": "metrics", "downstream": f"{step.mode} F1", "scale": f"{step.mode} F1 at n={step.size}"}
+    return f"{names[step.subject]}: {what[step.role]}"
+
+
+def run_step(evaluator: Evaluator, trainer: Trainer | None, step: Step, settings: Settings,
+             progress: ProgressFn | None) -> Evaluation:
+    refresh = settings.refresh and not evaluator.read_only
+    if step.role == "metrics":
+        return evaluator.metrics(step.subject, bleu_sample=settings.bleu_sample, seed=settings.seed, refresh=refresh)
+    assert trainer is not None and step.mode is not None
+    # a scale point is the downstream F1 at `per_label` (what Evaluator.scale_curve computes point by point)
+    return evaluator.downstream(step.subject, trainer, mode=step.mode, seed=settings.seed, progress=progress,
+                                mix_ratio=settings.mix_ratio if step.role == "downstream" else None,
+                                per_label=step.size, refresh=refresh)
+
+
+def gather(evaluator: Evaluator, settings: Settings, names: dict[str, str],
+           report: ProgressFn | None = None) -> Figures:
+    """Read (read-only evaluator) or compute every step; a miss or a user error is noted, not raised."""
+    figures = Figures()
+    steps = plan(settings)
+    trainer = None
+    if settings.downstream:
+        try:
+            trainer = evaluator.trainer(settings.trainer, **settings.trainer_options())
+        except DatagenError as exc:
+            figures.problems.append(str(exc))
+            steps = [s for s in steps if s.role == "metrics"]
+    failed: set[str] = set()
+    for i, step in enumerate(steps):
+        if step.subject in failed:
+            continue
+        title = step_title(step, names)
+
+        def progress(fraction: float, message: str, i: int = i, title: str = title) -> None:
+            if report:
+                report((i + min(max(fraction, 0.0), 1.0)) / len(steps), f"{title}: {message}")
+
+        progress(0.0, "reading the data")
+        try:
+            ev = run_step(evaluator, trainer, step, settings, progress)
+        except NotCached:
+            figures.missing.append(step)
+            continue
+        except DatagenError as exc:
+            figures.problems.append(f"{title}: {exc}")
+            if step.role == "metrics":  # no data to measure: its downstream steps would only fail the same way
+                failed.add(step.subject)
+            continue
+        if step.role == "metrics":
+            figures.metrics.append(ev)
+        elif step.role == "downstream":
+            figures.downstream.append(ev)
+        else:
+            figures.curves.setdefault(step.subject, []).append(ev)
+    if report:
+        report(1.0, "done")
+    return figures
+
+
+# ---------------------------------------------------------------------------------- widgets
+def heldout_section(store: Store) -> bool:
+    """The held-out test data downstream F1 is scored on, and an upload to add some; True if there is any."""
+    counts = store.heldout_counts()
+    if counts:
+        st.caption(f"Downstream F1 is scored on **{sum(counts.values())}** held-out real examples the generator "
+                   "never saw: " + ", ".join(f"{label} {n}" for label, n in sorted(counts.items())) + ".")
+    else:
+        st.warning("This project has no held-out real data, so there is no downstream F1: add labelled real "
+                   "examples the generator never saw below (or create the project with a hold-out fraction). "
+                   "Intrinsic metrics need none.", icon="⚠️")
+    with st.expander("Add held-out test data", expanded=not counts):
+        upload = st.file_uploader("Labelled real examples (CSV, TSV, JSONL or Parquet), never used as seeds",
+                                  type=["csv", "tsv", "jsonl", "ndjson", "json", "parquet"], key=UPLOAD_KEY)
+        if upload is not None:
+            heldout_upload(store, upload.name, upload.getvalue())
+    return bool(counts)
+
+
+def heldout_upload(store: Store, filename: str, data: bytes) -> None:
+    """Pick an upload's text and label columns, validate them as the Project page does, add the rows."""
+    raw = state.attempt(lambda: read_upload(filename, data))
+    if raw is None:
+        return
+    columns = [str(c) for c in raw.columns]
+    raw = raw.set_axis(columns, axis=1)
+    left, right = st.columns(2)
+    text_col = left.selectbox("Text column", columns, index=default_column(columns, "text", 0),
+                              key="metrics_heldout_text")
+    label_col = right.selectbox("Label column", columns, index=default_column(columns, "label", 1),
+                                key="metrics_heldout_label")
+    examples = state.attempt(lambda: clean_examples(raw, text_col, label_col, filename))
+    if examples is None or not st.button(f"Add {len(examples)} held-out example(s)", key="metrics_heldout_add"):
+        return
+    added = state.attempt(lambda: store.add_heldout(examples, filename))
+    if added is not None:
+        st.session_state[FLASH_KEY] = (f"Added {added} of {len(examples)} held-out example(s) from {filename} "
+                                       "(texts that are seeds or already held out are skipped).")
+        st.session_state.pop(UPLOAD_KEY, None)
+        st.rerun()
+
+
+def choose(store: Store, has_heldout: bool) -> Settings | None:
+    """The runs, the real seeds and the settings; None when there is nothing to measure."""
+    runs = {run.id: run for run in reversed(store.runs())}  # newest first
+    left, right = st.columns([4, 1], vertical_alignment="bottom")
+    chosen = left.multiselect("Runs", list(runs), default=list(runs)[:2], format_func=lambda r: run_label(runs[r]),
+                              key=f"metrics_runs:{state.project_name()}",
+                              help="Each run's kept samples that are not rejected, with Review's edits applied.")
+    real = right.checkbox("Real seeds", value=True, key="metrics_real",
+                          help="The project's real examples as a row of their own: the reference.")
+    with st.expander("Settings"):
+        top = st.columns(4)
+        downstream = top[0].checkbox("Downstream F1", value=True, key="metrics_downstream", disabled=not has_heldout,
+                                     help="Train a classifier on each set and score it on the held-out data.")
+        trainer = top[1].selectbox("Trainer", TRAINER_NAMES, key="metrics_trainer",
+                                   help="logistic: a probe on the cached embeddings, seconds. finetune: MiniLM "
+                                        "fine-tuned on CPU, about a minute per training.")
+        epochs = top[2].number_input("Epochs (finetune)", min_value=1, max_value=50, value=None, step=1,
+                                     key="metrics_epochs", disabled=trainer != "finetune",
+                                     placeholder="trainer default")
+        seed = top[3].number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="metrics_seed")
+        middle = st.columns(4)
+        modes = middle[0].multiselect("Training sets per run", MODES, default=["synthetic"], key="metrics_modes",
+                                      help="synthetic: the run alone; mixed: the run added to the real seeds.")
+        mix_ratio = middle[1].number_input("Mix ratio (mixed)", min_value=0.0, value=None, step=0.5,
+                                           key="metrics_mix_ratio", placeholder="all synthetic",
+                                           help="Synthetic samples per real one of the same label; empty: all.")
+        sizes_text = middle[2].text_input("Scale curve: synthetic per label", key="metrics_sizes",
+                                          placeholder="e.g. 5, 10, 20 (empty: no curve)")
+        scale_mode = middle[3].radio("Scale curve trains on", MODES, horizontal=True, key="metrics_scale_mode")
+        bottom = st.columns(4)
+        bleu_sample = bottom[0].number_input("Self-BLEU sample", min_value=2, max_value=100_000, value=500, step=100,
+                                             key="metrics_bleu", help="Texts sampled for self-BLEU (it is quadratic).")
+        refresh = bottom[1].checkbox("Recompute even if cached", key="metrics_refresh",
+                                     help="Compute replaces the cached results of these settings.")
+    sizes = state.attempt(lambda: parse_sizes(sizes_text))
+    if trainer == "finetune" and downstream and has_heldout:
+        st.caption("Fine-tuning takes about a minute per training on CPU; each result is cached as soon as it is "
+                   "done, so leaving the page keeps what is finished.")
+    if not chosen and not real:
+        st.info("Pick at least one run or the real seeds." if runs else
+                "No runs yet: start one on the **Evolve** page, or tick *Real seeds* to measure the real data.")
+        return None
+    return Settings(runs=tuple(chosen), real=real, downstream=downstream and has_heldout, trainer=trainer,
+                    epochs=int(epochs) if epochs is not None else None, modes=tuple(modes),
+                    mix_ratio=float(mix_ratio) if mix_ratio is not None else None, sizes=sizes or (),
+                    scale_mode=scale_mode, bleu_sample=int(bleu_sample), seed=int(seed), refresh=refresh)
+
+
+def compute(store: Store, settings: Settings, names: dict[str, str]) -> Figures:
+    """Compute what is missing (everything, with Recompute) under a progress bar; each result is cached as it lands."""
+    bar = st.progress(0.0, text="Starting…")
+    started = time.perf_counter()
+
+    def report(fraction: float, message: str) -> None:
+        bar.progress(min(max(fraction, 0.0), 1.0), text=message)
+
+    figures = gather(Evaluator(store, state.workspace().embedder), settings, names, report)
+    bar.empty()
+    fresh = sum(not ev.cached for ev in figures.evaluations)
+    st.success(f"Computed {fresh} result(s) in {time.perf_counter() - started:.1f} s; "
+               f"{len(figures.evaluations) - fresh} came from the cache.")
+    return figures
+
+
+# ---------------------------------------------------------------------------------- drawing
+def comparison(figures: Figures, names: dict[str, str]) -> None:
+    st.subheader("Comparison")
+    table = comparison_table(figures.metrics + figures.downstream)
+    table["subject"] = table["subject"].map(names)
+    floats = [c for c in table.columns if pd.api.types.is_float_dtype(table[c])]
+    st.dataframe(table, hide_index=True, key="metrics_table",
+                 column_config={c: st.column_config.NumberColumn(c, format="%.3f") for c in floats})
+    st.caption("APS and self-BLEU: lower is more diverse · CMD: distance to the real seeds, lower is closer · "
+               "vocabulary, remote-clique, distinct-n: higher is more diverse · F1: on the held-out real data.")
+
+
+def charts_section(figures: Figures, names: dict[str, str]) -> None:
+    if figures.metrics or figures.downstream:
+        st.plotly_chart(charts.summary_bars(figures.metrics, figures.downstream, names), key="metrics_bars")
+    if figures.metrics:
+        left, right = st.columns(2)
+        with left:
+            st.plotly_chart(charts.label_distribution(figures.metrics, names), key="metrics_labels")
+        with right:
+            st.plotly_chart(charts.length_distribution(figures.metrics, names), key="metrics_lengths")
+        runs = [ev for ev in figures.metrics if ev.result["cmd_per_label"]]
+        if runs:
+            st.plotly_chart(charts.cmd_per_label(runs, names), key="metrics_cmd_labels")
+
+
+def curve_section(figures: Figures, names: dict[str, str]) -> None:
+    if not figures.curves:
+        return
+    st.subheader("Scale curve")
+    metric = st.radio("F1", ["macro_f1", "micro_f1"], horizontal=True, key="metrics_curve_f1",
+                      format_func=lambda m: m.replace("_f1", "-F1"))
+    reference = next((ev.result[metric] for ev in figures.downstream if ev.subject == REAL), None)
+    st.plotly_chart(charts.scale_curve(figures.curves, names, metric, reference), key="metrics_curve")
+    if reference is None:
+        st.caption("Tick *Real seeds* (and compute) to draw the real seeds' F1 as a reference line.")
+
+
+def confusion_section(figures: Figures, names: dict[str, str]) -> None:
+    results = {ev.key: ev for ev in figures.downstream + figures.scale_points}
+    if not results:
+        return
+    st.subheader("Confusion matrix")
+    if st.session_state.get("metrics_confusion") not in results:
+        st.session_state.pop("metrics_confusion", None)
+    key = st.selectbox("Result", list(results), key="metrics_confusion",
+                       format_func=lambda k: f"{names[results[k].subject]} · {charts.training_name(results[k])}")
+    chosen = results[key]
+    st.plotly_chart(charts.confusion(chosen.result, f"{names[chosen.subject]} · {charts.training_name(chosen)}"),
+                    key="metrics_confusion_chart")
+    st.caption(f"Trained on {chosen.result['n_train']} texts, scored on {chosen.result['n_test']} held-out ones · "
+               f"micro-F1 {chosen.result['micro_f1']:.3f} · macro-F1 {chosen.result['macro_f1']:.3f} · "
+               f"key `{chosen.key}`")
+
+
+def provenance(store: Store, figures: Figures, names: dict[str, str]) -> None:
+    """Every result on the page with the key, settings and timing that produced it, and all of it as JSON."""
+    listing = store.evaluations().set_index("key")
+    rows = [{"figures": FIGURES[role], "subject": names[ev.subject], "kind": ev.kind, "key": ev.key,
+             "seconds": round(ev.seconds, 2),
+             "computed at (UTC)": listing["created_at"].get(ev.key) if ev.key in listing.index else None,
+             "from cache": ev.cached, "params": json.dumps(ev.params, sort_keys=True)}
+            for role, ev in figures.by_role()]
+    with st.expander(f"Provenance ({len(rows)} result(s))"):
+        st.dataframe(pd.DataFrame(rows), hide_index=True, key="metrics_provenance")
+        everything = [{"key": ev.key, "kind": ev.kind, "subject": ev.subject, "params": ev.params,
+                       "result": ev.result, "seconds": ev.seconds} for ev in figures.evaluations]
+        st.download_button("Download all results (JSON)", data=json.dumps(everything, indent=2, default=str),
+                           file_name=f"{state.project_name()}-metrics.json", mime="application/json",
+                           on_click="ignore", key="metrics_json")
+
+
+def main() -> None:
+    st.title("Metrics")
+    store = state.store()
+    if message := st.session_state.pop(FLASH_KEY, None):
+        st.success(message)
+    has_heldout = heldout_section(store)
+    settings = choose(store, has_heldout)
+    if settings is None:
+        return
+    names = subject_names(store, settings.subjects)
+    figures = gather(Evaluator(store, state.workspace().embedder, read_only=True), settings, names)
+    status, button = st.columns([4, 1], vertical_alignment="center")
+    note = status.empty()
+    if button.button("Compute", type="primary", key="metrics_compute",
+                     disabled=not figures.missing and not settings.refresh,
+                     help="Computes what is not cached yet; cached results are reused unless *Recompute* is ticked."):
+        figures = compute(store, settings, names)
+    total = len(figures.evaluations) + len(figures.missing)
+    note.caption(f"{len(figures.evaluations)} of {total} result(s) for these runs and settings are cached"
+                 + (f"; Compute adds the other {len(figures.missing)}." if figures.missing else "."))
+    for problem in figures.problems:
+        st.warning(problem, icon="⚠️")
+    if not figures.evaluations:
+        if figures.missing:
+            st.info("Nothing is computed yet for these runs and settings: press **Compute**.")
+        return
+    comparison(figures, names)
+    charts_section(figures, names)
+    curve_section(figures, names)
+    confusion_section(figures, names)
+    provenance(store, figures, names)
+
+
+if __name__ == "__main__":  # Streamlit runs pages as __main__; tests import the helpers
+    main()
