@@ -18,7 +18,7 @@ from datagen_core.errors import DatagenError
 from datagen_core.llm import LLM
 from datagen_core.quality import apply_check
 from datagen_core.store import SAMPLE_STATUSES, SampleFilter, Store
-from datagen_core.validators import CHECKS
+from datagen_core.validators import make_check
 from studio import state
 from studio.render import ORIGINS, parent_ids
 
@@ -241,13 +241,13 @@ def quality_checks(store: Store, chosen: SampleFilter, total: int) -> None:
                                                             0.8, 0.05, key="review_check_text")
         elif module == "reflection":
             options["rounds"] = st.number_input("Judge / rewrite rounds at most", 1, 10, 3, key="review_check_rounds")
-        elif module == "math":
+        elif module in ("math", "facts"):
             options["mode"] = st.radio("Mismatches", ["flag", "correct"], horizontal=True, key="review_check_mode")
         st.caption("Rejected samples stay in the store, marked with the reason; corrections are edits with history. "
                    f"Uses this session's model ({state.llm_config().model}) for reflection and math.")
         if not st.button(f"Run on {total} filtered sample(s)", key="review_check_run", disabled=total == 0):
             return
-        check = CHECKS[module](**options)
+        check = make_check(module, **options)
         llm = None if module == "dedup" else LLM.from_config(state.llm_config(), store)
         with st.spinner(f"Checking {total} sample(s)…"), state.user_errors():
             summary = apply_check(store, check, chosen, state.workspace().embedder, llm)
