@@ -98,7 +98,7 @@ def main() -> None:
     parser.add_argument("--per-label", type=int, default=30, help="kept synthetic samples per label per method")
     parser.add_argument("--methods", default="genetic,zero_shot,few_shot")
     parser.add_argument("--trainers", default="logistic")
-    parser.add_argument("--scale", default="5,10,20,30", help="scale curve: synthetic samples per label")
+    parser.add_argument("--scale", default="5,10,20,30", help="scale curve: synthetic samples per label ('' for none)")
     parser.add_argument("--mix-ratio", type=float, default=None, help="mixed: synthetic per real (default all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--base-url", default=None)
@@ -125,8 +125,9 @@ def main() -> None:
                 results.append(evaluator.downstream(run_id, trainer, seed=args.seed))
                 results.append(evaluator.downstream(run_id, trainer, mode="mixed", mix_ratio=args.mix_ratio,
                                                     seed=args.seed))
-                curves[(method, trainer_name)] = evaluator.scale_curve(
-                    run_id, trainer, [int(n) for n in args.scale.split(",")], seed=args.seed)
+                if args.scale:
+                    curves[(method, trainer_name)] = evaluator.scale_curve(
+                        run_id, trainer, [int(n) for n in args.scale.split(",")], seed=args.seed)
         table = comparison_table(results)
         table["subject"] = table["subject"].map({REAL: "real seeds", **{r: m for m, r in runs.items()}})
         usage = {m: store.run_usage(r) for m, r in runs.items()}
@@ -137,11 +138,12 @@ def main() -> None:
           f"{args.per_label} synthetic per label per method, seed {args.seed}, generator {llm_config.backend} "
           f"{llm_config.model}; F1 on the held-out questions")
     print(markdown(table.set_index("subject").T))
-    print()
-    print("scale curve (macro-F1, synthetic only; columns: synthetic samples per label)")
-    curve_rows = {f"{m} ({t})": {p.params["per_label"]: p.result["macro_f1"] for p in points}
-                  for (m, t), points in curves.items()}
-    print(markdown(pd.DataFrame(curve_rows).T))
+    if curves:
+        print()
+        print("scale curve (macro-F1, synthetic only; columns: synthetic samples per label)")
+        curve_rows = {f"{m} ({t})": {p.params["per_label"]: p.result["macro_f1"] for p in points}
+                      for (m, t), points in curves.items()}
+        print(markdown(pd.DataFrame(curve_rows).T))
     print()
     print("LLM calls / tokens: " + "; ".join(
         f"{m} {int(u['calls'])} / {int(u['prompt_tokens'] + u['completion_tokens'])}" for m, u in usage.items()))
