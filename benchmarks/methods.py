@@ -225,10 +225,6 @@ def main() -> None:
                 shown = "; ".join(f"{k}: {', '.join(v[:4])}{' ...' if len(v) > 4 else ''}"
                                   for k, v in (value_set.items.items() if value_set else []))
                 footnotes.append(f"  {kind}: {shown}")
-                values = [v for vs in (value_set.items.values() if value_set else []) for v in vs]
-                echoed = sum(v.startswith("<") or v.endswith(">") for v in values)
-                if echoed:
-                    footnotes.append(f"  {echoed} of {len(values)} {kind} echo the prompt's <placeholder>")
         for name, overrides in chosen:
             kind = PROPOSAL_FOR.get(str(overrides["method"]))
             extra = Cost()

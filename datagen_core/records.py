@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -13,9 +14,19 @@ def utcnow() -> datetime:
 
 
 def text_hash(text: str) -> str:
-    """Identity of a text for embedding caching and duplicate detection (whitespace and case folded)."""
+    """Identity of a text for embedding caching and the store (whitespace and case folded)."""
     normalised = " ".join(text.split()).casefold()
     return hashlib.sha256(normalised.encode("utf-8")).hexdigest()[:32]
+
+
+_WORD = re.compile(r"\w+")
+
+
+def duplicate_key(text: str) -> str:
+    """Texts that differ only in case, whitespace or punctuation are one sample: a small model that drops a
+    comma from a seed has copied it."""
+    words = " ".join(_WORD.findall(text.casefold()))
+    return hashlib.sha256(words.encode("utf-8")).hexdigest()[:32]
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from .errors import DatagenError, LLMError, LLMFatalError
 from .llm import LLM, Completion
 from .methods import GenerationMethod, GenerationRequest, MethodContext, make_method, prepare_run_config
 from .quality import Outcome, run_checks, verdict_records
-from .records import NewSample, text_hash, utcnow
+from .records import NewSample, duplicate_key, utcnow
 from .store import PopulationMember, RunInfo, Store
 from .validators import CheckContext, Item, in_run_checks
 
@@ -163,7 +163,7 @@ class Runner:
             vectors, fresh = self.embedder.embed(self.store, [m.text for m in members])
             self.store.put_embeddings(self.embedder.name, fresh)
         self.method.observe(label, members, vectors)
-        self._hashes[label].update(m.text_hash for m in members)
+        self._hashes[label].update(duplicate_key(m.text) for m in members)
         if self.config.dedup_distance is not None:
             held = self._pool.get(label)
             self._pool[label] = vectors if held is None else np.concatenate([held, vectors])
@@ -220,7 +220,7 @@ class Runner:
                 if reason is None and position >= item.request.items:
                     reason = "extra_item"  # kept targets exact: never more than was counted in flight
                 if reason is None:
-                    digest = text_hash(text)
+                    digest = duplicate_key(text)
                     if digest in self._hashes[label]:
                         reason = "duplicate"
                     else:
@@ -253,8 +253,8 @@ class Runner:
             return None
         if len(outcome.item.text) > self.config.max_chars:
             return "too_long"
-        digest, hashes = text_hash(outcome.item.text), self._hashes[outcome.item.label]
-        if digest != text_hash(outcome.original.text) and digest in hashes:
+        digest, hashes = duplicate_key(outcome.item.text), self._hashes[outcome.item.label]
+        if digest != duplicate_key(outcome.original.text) and digest in hashes:
             return "duplicate"
         hashes.add(digest)
         return None

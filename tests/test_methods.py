@@ -15,7 +15,7 @@ import pytest
 
 from datagen_core.config import METHOD_NAMES, FewShotOptions, RunConfig, SamplingParams, TopicOptions
 from datagen_core.embed import Embedder
-from datagen_core.errors import DatagenError
+from datagen_core.errors import DatagenError, LLMFatalError
 from datagen_core.methods import METHODS, MethodContext, make_method, prepare_run_config
 from datagen_core.proposals import propose_attribute_values, propose_topics, save_values
 from datagen_core.runner import RunObserver, run_generation, start_run
@@ -38,17 +38,25 @@ def description(label: str) -> str:
     return f"a question whose answer is of type {label}"
 
 
+def asked(body: dict[str, Any]) -> tuple[str, str]:
+    """The attribute and the real text a proposal question is about."""
+    shown, question = body["messages"][-1]["content"].split("\n")
+    attribute = re.fullmatch(r"What is the (.+?)(?: \(.*\))? of this .+\? Answer in 1 to 3 words\.", question)
+    assert attribute and ": " in shown, body["messages"][-1]["content"]
+    return attribute.group(1), shown.split(": ", 1)[1]
+
+
+def phrase_for(attribute: str, text: str) -> str:
+    """The loopback's answer about a text: the attribute and the text's longest word (so it can be traced)."""
+    return f"{attribute} of {max(re.findall(r'[A-Za-z]+', text), key=len)}"
+
+
 def proposals_answer(body: dict[str, Any]) -> str:
-    """Structured requests (they carry a response_format) get topic or value lists named after what is asked."""
+    """Structured requests (they carry a response_format) are proposal questions about one real text."""
     if not body.get("response_format"):
         return deterministic_text(body["messages"], body.get("seed"))
-    prompt = body["messages"][-1]["content"]
-    label = re.search(r"of the '(.+?)' category", prompt)
-    if label:
-        return json.dumps({"topics": [f"{label.group(1)} topic {i}" for i in range(5)]})
-    attribute = re.search(r"is '(.+?)'", prompt)
-    assert attribute, prompt
-    return json.dumps({"values": [f"{attribute.group(1)} value {i}" for i in range(4)]})
+    attribute, text = asked(body)
+    return json.dumps({attribute: phrase_for(attribute, text)})
 
 
 def generate(home: Path, embedder: Embedder, run_config: RunConfig, *, genes: bool = True,
@@ -167,7 +175,9 @@ def test_topic_proposals_then_a_topic_run_records_the_topic_of_each_sample(home:
     with store:
         stored = store.value_set("topics")
         assert stored is not None and stored.source == "llm"
-        assert stored.items == {lb: tuple(f"{lb} topic {i}" for i in range(5)) for lb in LABELS}
+        for label in LABELS:  # one topic per real text of the label (5 of its 6), each traceable to its text
+            from_texts = {phrase_for("topic", text) for text in store.real_examples(label)["text"]}
+            assert len(stored.items[label]) == 5 and set(stored.items[label]) <= from_texts
         recorded = store.run(run_id).config.topic
         assert recorded == TopicOptions(version=stored.version, topics=stored.items)  # the run keeps its own copy
         assert store.kept_counts(run_id) == {"HUM": 10, "LOC": 10, "NUM": 10}
@@ -182,7 +192,7 @@ def test_topic_proposals_then_a_topic_run_records_the_topic_of_each_sample(home:
             used[row.label].add(details["topic"])
         assert all(len(topics) > 1 for topics in used.values())  # each call samples a topic
         purposes = store.cursor().execute("SELECT purpose, count(*) FROM llm_calls GROUP BY purpose").fetchall()
-        assert dict(purposes)["topics"] == 3  # one proposal call per label
+        assert dict(purposes)["topics"] == 15  # one proposal call per text asked about
 
 
 def test_topic_run_without_topics_fails_clearly_before_anything_is_recorded(home: Path, embedder: Embedder) -> None:
@@ -203,24 +213,74 @@ def test_topic_run_without_topics_fails_clearly_before_anything_is_recorded(home
         assert store.runs() == []
 
 
-def test_proposals_retry_malformed_json_then_fail_clearly(home: Path) -> None:
-    answers = iter(['{"topics": ["only one"]}', "not json at all", '{"topics": [1, 2]}',
-                    '{"topics": ["a", "b", "A ", ""]}'])
+def test_proposals_retry_unusable_answers_then_fail_clearly(home: Path) -> None:
+    unusable = ["not json at all", '{"topic": 1}', '{"topics": ["a", "b"]}', '{"topic": "<topic>"}',
+                '{"topic": "topic"}', '{"topic": "HUM"}', '{"topic": "angry"}', '{"topic": "the history of"}',
+                '{"topic": "a whole sentence that never seems to stop"}']
+    answers = iter(unusable)
 
     def flaky(body: dict[str, Any]) -> str:
         return next(answers) if body.get("response_format") else "OK"
 
+    def once_bad(body: dict[str, Any]) -> str:
+        """The first answer about each text is cut off, the retry is usable."""
+        if not body.get("response_format"):
+            return "OK"
+        attribute, text = asked(body)
+        seen.setdefault(text, 0)
+        seen[text] += 1
+        return json.dumps({attribute: "history of the" if seen[text] == 1 else phrase_for(attribute, text)})
+
+    seen: dict[str, int] = {}
     with Store.open(make_project(home)) as store:
-        with LoopbackServer(answer=flaky) as server:
-            with pytest.raises(DatagenError, match=r"no usable topics for label 'HUM' in 3 tries.*topics set trec HUM"):
-                propose_topics(store, loopback_config(server), labels=["HUM"])
-            assert propose_topics(store, loopback_config(server), labels=["LOC"]) == {"LOC": ["a", "b"]}
-        with LoopbackServer(answer=lambda b: "[]" if b.get("response_format") else "OK") as server:
-            with pytest.raises(DatagenError, match=r"no usable values for attribute 'length' in 2 tries"):
+        with LoopbackServer(answer=flaky) as server, pytest.raises(  # 3 texts x 3 tries, every answer unusable
+            DatagenError, match=r"fewer than two usable topics for label 'HUM' \(.+\); set them yourself with "
+                                r"`datagen topics set trec HUM TOPIC...`"
+        ):
+            propose_topics(store, loopback_config(server), count=3, labels=["HUM"])
+        assert next(answers, None) is None  # every text was asked until its tries ran out
+        with LoopbackServer(answer=once_bad) as server:
+            proposed = propose_topics(store, loopback_config(server), count=3, labels=["LOC"])
+        texts = store.real_examples("LOC")["text"]
+        assert len(proposed["LOC"]) == 3 and set(proposed["LOC"]) <= {phrase_for("topic", t) for t in texts}
+        assert sorted(seen.values()) == [2, 2, 2]  # each of the 3 texts asked twice
+        with LoopbackServer(answer=lambda b: '{"length": "short"}' if b.get("response_format") else "OK") as server:
+            with pytest.raises(DatagenError, match=r"fewer than two usable values for attribute 'length' \(only one "
+                                                   r"distinct phrase: \['short'\]\)"):
                 propose_attribute_values(store, loopback_config(server), attributes=["length"], attempts=2)
             with pytest.raises(DatagenError, match="unknown label"):
                 propose_topics(store, loopback_config(server), labels=["NOPE"])
-        assert store.value_sets("topics") == []  # nothing half-saved
+        assert store.value_sets("topics") == []  # nothing saved: the caller saves
+
+
+def test_proposal_phrases_must_be_short_finished_and_not_copied_from_the_prompt() -> None:
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    from datagen_core.llm.embedded import schema_grammar
+    from datagen_core.proposals import PHRASE_PATTERN, describe_messages, phrase_model
+
+    model = phrase_model("wh-word")
+    schema = model.model_json_schema()
+    assert schema["required"] == ["wh-word"] and schema["properties"]["wh-word"]["pattern"] == PHRASE_PATTERN
+    context = {"echoes": {"wh-word", "hum", "question", "angry"}, "text": "Who was the first American in space ?"}
+
+    def check(phrase: object) -> str:
+        return model.model_validate({"wh-word": phrase}, context=context).phrase
+
+    assert check("  Who \n ") == "Who" and check("space travel.") == "space travel"
+    assert check("U.S. presidents (1789-1850)") == "U.S. presidents (1789-1850)"  # an endpoint's phrase may be richer
+    for bad in ("<value>", "...", "", "Wh-word", "HUM", "Angry", "history of the", "Who was the first",
+                "one two three four five six seven", 3):
+        with pytest.raises(ValueError):
+            check(bad)
+    # the embedded model is held to the pattern by a grammar; a schema llama.cpp cannot follow fails loudly
+    assert "[A-Za-z0-9'.-]" in json_schema_to_gbnf(json.dumps(schema))
+    with pytest.raises(LLMFatalError, match="cannot follow this JSON schema"):
+        schema_grammar(json.dumps({"type": "object", "properties": {"a": {"$ref": "https://example.com/x"}}}))
+    messages = describe_messages("question", "wh-word", "its first word", "Who was it ?")
+    assert messages[-1]["content"] == ("Question: Who was it ?\nWhat is the wh-word (its first word) of this "
+                                       "question? Answer in 1 to 3 words.")
+    assert [m["role"] for m in messages[1:-1]] == ["user", "assistant"] * 5  # worked exchanges from other tasks
 
 
 def test_attrprompt_samples_one_value_per_attribute(home: Path, embedder: Embedder) -> None:
@@ -228,6 +288,12 @@ def test_attrprompt_samples_one_value_per_attribute(home: Path, embedder: Embedd
     with store:
         stored = store.value_set("attributes")
         assert stored is not None and set(stored.items) == set(GENES) and stored.gene_set_version is None
+        real = store.real_examples()
+        by_label = [real[real["label"] == lb]["text"].tolist() for lb in LABELS]
+        for name, values in stored.items.items():  # 4 texts spread over the labels, one value each
+            assert len(values) == 4 and set(values) <= {phrase_for(name, t) for t in real["text"]}
+            assert len({lb for lb, texts in zip(LABELS, by_label, strict=True)
+                        if any(phrase_for(name, t) in values for t in texts)}) == 3
         assert store.kept_counts(run_id) == {"HUM": 8, "LOC": 8, "NUM": 8}
         assert store.run(run_id).config.attrprompt.values == stored.items
         chosen_values: set[str] = set()
@@ -274,14 +340,14 @@ def test_cli_topics_attributes_and_run_method(home: Path, capsys: pytest.Capture
         assert code == 1 and "datagen topics propose trec" in err and err.count("\n") == 1
         code, out, err = run_cli(capsys, home, "topics", "propose", "trec", "--count", "3", *endpoint)
         assert code == 0, err
-        assert "HUM: HUM topic 0; HUM topic 1; HUM topic 2" in out
+        assert re.search(r"HUM: topic of \w+; topic of \w+; topic of \w+\n", out), out
         code, out, err = run_cli(capsys, home, "topics", "set", "trec", "NUM", "dates", "prices")
         assert code == 0 and "version 2" in out and "NUM: dates; prices" in out
         assert run_cli(capsys, home, "topics", "set", "trec", "NOPE", "x")[2].startswith("error: unknown label")
         code, out, _ = run_cli(capsys, home, "topics", "list", "trec", "--all")
         assert "version 1" in out and "version 2" in out
         code, out, err = run_cli(capsys, home, "attributes", "propose", "trec", "--count", "2", *endpoint)
-        assert code == 0 and "wh-word: wh-word value 0; wh-word value 1" in out, err
+        assert code == 0 and re.search(r"wh-word: wh-word of \w+; wh-word of \w+\n", out), err
         code, out, err = run_cli(capsys, home, "attributes", "set", "trec", "STYLE", "terse", "chatty")
         assert code == 0 and "style: terse; chatty" in out and "STYLE" not in out
         for method, extra in (("topic", []), ("attrprompt", []), ("zero_shot", []), ("few_shot", ["--shots", "1"])):
@@ -343,11 +409,3 @@ def test_baseline_prompts_carry_the_users_constraints_and_skip_a_missing_descrip
             "Text:",
         ]
         assert request.messages[0]["role"] == "system" and request.messages[-1]["content"] == request.prompt
-
-
-def test_proposals_drop_copied_answer_placeholders() -> None:
-    from datagen_core.proposals import TopicProposal, ValueProposal
-
-    assert TopicProposal(topics=["<topic1>", "sports", "...", "travel"]).topics == ["sports", "travel"]
-    with pytest.raises(ValueError, match="fewer than two"):
-        ValueProposal(values=["<value>", "<value2>", "formal"])

@@ -300,3 +300,17 @@ def test_in_run_group_check_filters_near_copies_of_the_population(home: Path, em
             pool = np.concatenate([seeds, mine])
             distances = np.linalg.norm(pool[:, None, :] - pool[None, :, :], axis=2) + 10 * np.eye(len(pool))
             assert distances[len(seeds):].min() >= 0.3 - 1e-4  # no kept offspring is near another member
+
+
+def test_a_seed_copied_with_other_punctuation_is_a_duplicate(home: Path, embedder: Embedder) -> None:
+    with Store.open(make_project(home)) as store:
+        seed = store.real_examples("HUM")["text"].iloc[0]
+        copied = seed.replace(",", "").replace("?", " ?!").upper()
+        assert copied != seed
+        with LoopbackServer(answer=lambda body: copied) as server:
+            llm_config = loopback_config(server, max_in_flight=1)
+            run_id = start_run(store, config(3, max_failures=3, labels=("HUM",)), llm_config)
+            run_generation(store, llm_config, run_id, embedder=embedder)
+        assert store.kept_counts(run_id) == {}
+        filtered = store.filtered_counts(run_id)
+        assert set(filtered) == {"duplicate"} and filtered["duplicate"] >= 3  # the label stops after 3 in a row

@@ -169,7 +169,7 @@ def test_topics_and_attribute_values_are_proposed_and_edited_as_versions(studio:
     assert not at.exception and not errors(at), errors(at)
     values = store.value_set("attributes")
     assert values is not None and values.source == "llm" and values.gene_set_version == 1
-    assert values.items["tone"] == ("tone value 0", "tone value 1", "tone value 2", "tone value 3")
+    assert 2 <= len(values.items["tone"]) <= 6 and all(v.startswith("tone of ") for v in values.items["tone"])
     assert any("Saved attributes version 1" in s.value for s in at.success)
 
     at.text_area(key=f"topics_{DEMO}_0").set_value("meeting up\n\nfamily news \n")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 import os
 import threading
 from functools import cache
@@ -32,6 +33,18 @@ def embedded_model_path() -> Path:
     if not path.exists():
         raise LLMFatalError(f"the embedded model file is missing: {path}")
     return path
+
+
+@cache
+def schema_grammar(schema_json: str) -> Any:
+    """The llama.cpp grammar of a JSON schema. Converted here because `response_format` silently falls back to
+    "any JSON" when the converter rejects a schema, and then a small model writes whatever shape it likes."""
+    from llama_cpp import LlamaGrammar
+
+    try:
+        return LlamaGrammar.from_json_schema(schema_json, verbose=False)
+    except Exception as exc:  # the converter raises bare Exceptions and ValueErrors alike
+        raise LLMFatalError(f"the embedded model cannot follow this JSON schema: {exc}") from None
 
 
 @cache
@@ -68,7 +81,7 @@ class EmbeddedBackend(Backend):
         if sampling.repeat_penalty is not None:
             kwargs["repeat_penalty"] = sampling.repeat_penalty
         if schema is not None:
-            kwargs["response_format"] = {"type": "json_object", "schema": schema}
+            kwargs["grammar"] = schema_grammar(json.dumps(schema, sort_keys=True))
         with self._lock:
             try:
                 result = llama.create_chat_completion(**kwargs)

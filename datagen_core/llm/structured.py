@@ -8,8 +8,9 @@ that ends a batch.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -27,17 +28,20 @@ class StructuredAnswer(Generic[M]):
     call_ids: list[str] = field(default_factory=list)
 
 
-def parse_json_object(text: str, model: type[M]) -> M:
-    """The first-to-last brace span of `text`, validated; raises ValueError with a one-line reason."""
+def parse_json_object(text: str, model: type[M], context: Mapping[str, Any] | None = None) -> M:
+    """The first-to-last brace span of `text`, validated (with `context` for the model's validators); raises
+    ValueError with a one-line reason that names the field and what is wrong with it."""
     start, end = text.find("{"), text.rfind("}")
     if start < 0 or end <= start:
         raise ValueError("no JSON object in the answer")
     try:
-        return model.model_validate(json.loads(text[start : end + 1]))
+        return model.model_validate(json.loads(text[start : end + 1]), context=context)
     except json.JSONDecodeError as exc:
         raise ValueError(f"invalid JSON: {exc.msg}") from None
     except ValidationError as exc:
-        raise ValueError(f"unexpected JSON: {str(exc).splitlines()[0]}") from None
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"]) or "answer"
+        raise ValueError(f"unexpected JSON: {where}: {error['msg']}") from None
 
 
 async def ask_structured(
@@ -49,8 +53,10 @@ async def ask_structured(
     purpose: str,
     key: str = "",
     attempts: int = 3,
+    context: Mapping[str, Any] | None = None,
 ) -> StructuredAnswer[M]:
-    """Up to `attempts` answers (each a fresh sample) until one validates; failed calls count as problems."""
+    """Up to `attempts` answers (each a fresh sample) until one validates; failed calls count as problems.
+    `context` reaches the model's validators (what counts as usable may depend on the question)."""
     answer: StructuredAnswer[M] = StructuredAnswer(None)
     schema = model.model_json_schema()
     for attempt in range(attempts):
@@ -64,7 +70,7 @@ async def ask_structured(
             continue
         answer.call_ids.append(completion.call.id)
         try:
-            answer.value = parse_json_object(completion.text, model)
+            answer.value = parse_json_object(completion.text, model, context)
             return answer
         except ValueError as exc:
             answer.problems.append(str(exc))
