@@ -108,7 +108,8 @@ class FactCheck(QualityCheck):
         else:
             entities = list(dict.fromkeys(e.strip() for e in named.value.entities if e.strip()))[:MAX_ENTITIES]
         details["entities"] = entities
-        passages = self._evidence(knowledge, [item.text, *entities])
+        # Retrieval embeds and queries DuckDB: off the event loop, so a run's requests keep flowing meanwhile.
+        passages = await asyncio.to_thread(self._evidence, knowledge, [item.text, *entities])
         details["evidence"] = [p.summary() for p in passages]
         judged = await ask_structured(llm, [{"role": "user", "content": judge_prompt(kind, item.text, passages)}],
                                       FactJudgement, sampling=JUDGE_SAMPLING, purpose="facts_judge", key=key)
