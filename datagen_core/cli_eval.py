@@ -52,12 +52,14 @@ def _format(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     if isinstance(value, float):
-        return f"{value:.3f}"
+        return f"{value:.0f}" if value > 1 and value.is_integer() else f"{value:.3f}"
     return str(value)
 
 
 def _print_frame(title: str, frame: Any) -> None:
-    table = Table(*map(str, frame.columns), title=title)
+    table = Table(title=title)
+    for i, column in enumerate(frame.columns):
+        table.add_column(str(column), no_wrap=i == 0)
     for row in frame.itertuples(index=False):
         table.add_row(*map(_format, row))
     out.print(table)
@@ -66,7 +68,7 @@ def _print_frame(title: str, frame: Any) -> None:
 @contextmanager
 def _progress_bar(description: str) -> Iterator[Any]:
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[note]}"),
-                  TimeElapsedColumn(), console=out, transient=True) as bar:
+                  TimeElapsedColumn(), console=out, transient=True, disable=not out.is_terminal) as bar:
         task = bar.add_task(description, total=1.0, note="")
 
         def report(fraction: float, message: str) -> None:
@@ -120,8 +122,7 @@ def eval_command(
     curves: dict[str, list[Evaluation]] = {}
     with open_project(home, name) as store:
         subjects = _csv_list(runs) or [r.id for r in store.runs()]
-        for run_id in subjects:
-            store.run(run_id)
+        names = {run_id: f"{store.run(run_id).method} {run_id}" for run_id in subjects}
         evaluator = Evaluator(store)
         test_set = None
         if test is not None:
@@ -140,18 +141,22 @@ def eval_command(
                 with _progress_bar(f"{subject} scale curve") as report:
                     curves[subject] = evaluator.scale_curve(subject, trainer, sizes, mode=scale_mode, seed=seed,
                                                             test=test_set, progress=report, refresh=refresh)
-    _print_frame("metrics (APS, self-BLEU: lower is more diverse; CMD: lower is closer to the real seeds)",
-                 comparison_table(results).set_index("subject").T.reset_index(names="metric"))
+    table = comparison_table(results)
+    table["subject"] = table["subject"].map(lambda subject: names.get(subject, subject))
+    _print_frame("metrics", table.set_index("subject").T.reset_index(names="metric"))
+    out.print("APS, self-BLEU: lower is more diverse; remote-clique, vocabulary, distinct-n: higher is; CMD: lower "
+              "is closer to the real seeds; F1 on the held-out real data", style="dim")
     per_label = {ev.subject: ev.result["cmd_per_label"] for ev in results
                  if ev.kind == "metrics" and ev.subject != REAL}
     if per_label:
         labels = list(dict.fromkeys(label for values in per_label.values() for label in values))
-        table = Table("label", *per_label, title="CMD per label (vs the real seeds)")
+        table = Table("label", *(names[s] for s in per_label), title="CMD per label (vs the real seeds)")
         for label in labels:
             table.add_row(label, *(_format(values.get(label)) for values in per_label.values()))
         out.print(table)
     for subject, points in curves.items():
-        table = Table("synthetic per label", "trained on", "micro-F1", "macro-F1", title=f"scale curve: {subject}")
+        table = Table("synthetic per label", "trained on", "micro-F1", "macro-F1",
+                      title=f"scale curve: {names[subject]}")
         for point in points:
             table.add_row(str(point.params["per_label"]), str(point.result["n_train"]),
                           _format(point.result["micro_f1"]), _format(point.result["macro_f1"]))
