@@ -1,7 +1,8 @@
 """A process-wide view of the project folder for long-lived interfaces (the studio).
 
 DuckDB lets one process hold a project file and one connection serve many threads through cursors, so
-every browser session of the studio shares one `Store` per project, one embedder and one `RunManager`.
+every browser session of the studio shares one `Store` per project, one embedder, one `RunManager` and one
+evaluation job per project.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from .config import Label, ProjectSpec
 from .demo import DEMO_PROJECT, ensure_demo_project
 from .embed import Embedder
 from .errors import DatagenError
+from .evaluation_jobs import EvaluationJobs
 from .jobs import RunManager
 from .store import Store, project_path
 
@@ -27,6 +29,7 @@ class Workspace:
         self.home = home
         self.embedder = embedder or Embedder()
         self.runs = RunManager(self.embedder)
+        self.evaluations = EvaluationJobs(self.embedder)
         self._stores: dict[str, Store] = {}
         self._lock = threading.Lock()
 
@@ -66,6 +69,7 @@ class Workspace:
 
     def close(self) -> None:
         self.runs.shutdown()
+        self.evaluations.shutdown()
         with self._lock:
             for store in self._stores.values():
                 store.close()

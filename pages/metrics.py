@@ -3,14 +3,16 @@
 Every figure comes from `datagen_core.evaluation.Evaluator` and is cached in the store under a key that
 hashes the data and the settings (the same keys `datagen eval` uses). Drawing the page only reads that
 cache (a read-only evaluator), so changing a setting shows what is known for it at once and nothing is
-recomputed by accident; only Compute computes, and only what is missing. The Provenance expander ties each
-figure to its key, parameters and timing.
+recomputed by accident; only Compute computes, and only what is missing. Compute starts a background job of
+the workspace (`datagen_core.evaluation_jobs`): a fine-tune takes about a minute, and the session, the other
+pages and the other sessions stay usable meanwhile. The Provenance expander ties each figure to its key,
+parameters and timing.
 """
 
 from __future__ import annotations
 
+import functools
 import json
-import time
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -19,6 +21,7 @@ import streamlit as st
 from datagen_core.downstream import TRAINER_NAMES, ProgressFn, Trainer
 from datagen_core.errors import DatagenError
 from datagen_core.evaluation import REAL, Evaluation, Evaluator, NotCached, comparison_table
+from datagen_core.evaluation_jobs import EvaluationJob, JobStep
 from datagen_core.ingest import clean_examples, read_upload
 from datagen_core.store import RunInfo, Store
 from studio import metrics_charts as charts
@@ -26,6 +29,8 @@ from studio import state
 from studio.render import default_column
 
 FLASH_KEY = "metrics_flash"
+JOB_KEY = "metrics_job"  # the id of the evaluation job this session started, until its outcome is shown
+LIVE_SECONDS = 1.5
 UPLOAD_KEY = "metrics_heldout_upload"
 MODES = ("synthetic", "mixed")
 FIGURES = {"metrics": "table, bars, distributions, CMD per label", "downstream": "table, macro-F1 bars, confusion",
@@ -74,6 +79,7 @@ class Figures:
     metrics: list[Evaluation] = field(default_factory=list)
     downstream: list[Evaluation] = field(default_factory=list)
     curves: dict[str, list[Evaluation]] = field(default_factory=dict)
+    steps: list[Step] = field(default_factory=list)  # every step that can be computed: what Recompute redoes
     missing: list[Step] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -142,9 +148,8 @@ def run_step(evaluator: Evaluator, trainer: Trainer | None, step: Step, settings
                                 per_label=step.size, refresh=refresh)
 
 
-def gather(evaluator: Evaluator, settings: Settings, names: dict[str, str],
-           report: ProgressFn | None = None) -> Figures:
-    """Read (read-only evaluator) or compute every step; a miss or a user error is noted, not raised."""
+def gather(evaluator: Evaluator, settings: Settings, names: dict[str, str]) -> Figures:
+    """Read every step from the cache (read-only evaluator); a miss or a user error is noted, not raised."""
     figures = Figures()
     steps = plan(settings)
     trainer = None
@@ -155,35 +160,42 @@ def gather(evaluator: Evaluator, settings: Settings, names: dict[str, str],
             figures.problems.append(str(exc))
             steps = [s for s in steps if s.role == "metrics"]
     failed: set[str] = set()
-    for i, step in enumerate(steps):
+    for step in steps:
         if step.subject in failed:
             continue
-        title = step_title(step, names)
-
-        def progress(fraction: float, message: str, i: int = i, title: str = title) -> None:
-            if report:
-                report((i + min(max(fraction, 0.0), 1.0)) / len(steps), f"{title}: {message}")
-
-        progress(0.0, "reading the data")
         try:
-            ev = run_step(evaluator, trainer, step, settings, progress)
+            ev = run_step(evaluator, trainer, step, settings, None)
         except NotCached:
+            figures.steps.append(step)
             figures.missing.append(step)
             continue
         except DatagenError as exc:
-            figures.problems.append(f"{title}: {exc}")
+            figures.problems.append(f"{step_title(step, names)}: {exc}")
             if step.role == "metrics":  # no data to measure: its downstream steps would only fail the same way
                 failed.add(step.subject)
             continue
+        figures.steps.append(step)
         if step.role == "metrics":
             figures.metrics.append(ev)
         elif step.role == "downstream":
             figures.downstream.append(ev)
         else:
             figures.curves.setdefault(step.subject, []).append(ev)
-    if report:
-        report(1.0, "done")
     return figures
+
+
+def job_steps(steps: list[Step], settings: Settings, names: dict[str, str]) -> list[JobStep]:
+    """The steps as a background job runs them; the trainer is made once, in the job's thread (a fine-tune's
+    imports take seconds)."""
+
+    @functools.cache
+    def trainer(evaluator: Evaluator) -> Trainer | None:
+        return evaluator.trainer(settings.trainer, **settings.trainer_options()) if settings.downstream else None
+
+    def run(step: Step, evaluator: Evaluator, progress: ProgressFn) -> Evaluation:
+        return run_step(evaluator, trainer(evaluator) if step.role != "metrics" else None, step, settings, progress)
+
+    return [JobStep(step_title(step, names), functools.partial(run, step)) for step in steps]
 
 
 # ---------------------------------------------------------------------------------- widgets
@@ -276,20 +288,49 @@ def choose(store: Store, has_heldout: bool) -> Settings | None:
                     scale_mode=scale_mode, bleu_sample=int(bleu_sample), seed=int(seed), refresh=refresh)
 
 
-def compute(store: Store, settings: Settings, names: dict[str, str]) -> Figures:
-    """Compute what is missing (everything, with Recompute) under a progress bar; each result is cached as it lands."""
-    bar = st.progress(0.0, text="Starting…")
-    started = time.perf_counter()
+def compute(store: Store, settings: Settings, figures: Figures, names: dict[str, str]) -> None:
+    """Start computing what is missing (everything, with Recompute) in the background and redraw with its progress."""
+    steps = figures.steps if settings.refresh else figures.missing
+    job = state.attempt(lambda: state.workspace().evaluations.start(store, job_steps(steps, settings, names)))
+    if job is not None:
+        st.session_state[JOB_KEY] = job.id
+        st.rerun()
 
-    def report(fraction: float, message: str) -> None:
-        bar.progress(min(max(fraction, 0.0), 1.0), text=message)
 
-    figures = gather(Evaluator(store, state.workspace().embedder), settings, names, report)
-    bar.empty()
-    fresh = sum(not ev.cached for ev in figures.evaluations)
-    st.success(f"Computed {fresh} result(s) in {time.perf_counter() - started:.1f} s; "
-               f"{len(figures.evaluations) - fresh} came from the cache.")
-    return figures
+def job_progress(live: bool) -> None:
+    """The running job's progress and a Cancel button; reruns on its own every LIVE_SECONDS while it runs."""
+    job = state.workspace().evaluations.job(state.store())
+    if job is None or not (snap := job.snapshot()).active:
+        if live:
+            st.rerun()  # the job just ended: redraw the whole page with the results it cached
+        return
+    text = f"Step {min(snap.done + 1, snap.total)} of {snap.total}: {snap.step or 'starting'}"
+    st.progress(snap.overall, text=f"{text} · {snap.message}" if snap.message else text)
+    left, right = st.columns([4, 1], vertical_alignment="center")
+    left.caption(f"{snap.done} result(s) computed in {snap.seconds:.0f} s; each is cached as it lands, so other "
+                 "pages stay usable and leaving this one loses nothing."
+                 + (" Cancelling after this step…" if snap.cancelling else ""))
+    right.button("Cancel", key="metrics_cancel", disabled=snap.cancelling, on_click=job.cancel,
+                 help="Stops after the step in progress; what is finished stays cached.")
+
+
+def job_outcome(job: EvaluationJob | None) -> None:
+    """Once, in the session that started it: how the job ended."""
+    if job is None or st.session_state.get(JOB_KEY) != job.id:
+        return
+    snap = job.snapshot()
+    if snap.active:
+        return
+    del st.session_state[JOB_KEY]
+    fresh = sum(not ev.cached for ev in snap.results)
+    done = f"Computed {fresh} result(s) in {snap.seconds:.1f} s" + (
+        f"; {len(snap.results) - fresh} came from the cache." if len(snap.results) > fresh else ".")
+    if snap.state == "completed":
+        st.success(done)
+    elif snap.state == "cancelled":
+        st.info(f"Cancelled after {snap.done} of {snap.total} step(s). {done}")
+    else:
+        st.error(f"{snap.error} ({done} Compute tries the rest again.)", icon="⚠️")
 
 
 # ---------------------------------------------------------------------------------- drawing
@@ -375,19 +416,24 @@ def main() -> None:
         return
     names = subject_names(store, settings.subjects)
     figures = gather(Evaluator(store, state.workspace().embedder, read_only=True), settings, names)
+    job = state.workspace().evaluations.job(store)
+    running = job is not None and job.snapshot().active
+    job_outcome(job)
     status, button = st.columns([4, 1], vertical_alignment="center")
     note = status.empty()
     if button.button("Compute", type="primary", key="metrics_compute",
-                     disabled=not figures.missing and not settings.refresh,
-                     help="Computes what is not cached yet; cached results are reused unless *Recompute* is ticked."):
-        figures = compute(store, settings, names)
+                     disabled=running or (not figures.missing and not settings.refresh),
+                     help="Computes what is not cached yet in the background; cached results are reused unless "
+                          "*Recompute* is ticked. One evaluation per project runs at a time."):
+        compute(store, settings, figures, names)
+    st.fragment(job_progress, run_every=LIVE_SECONDS if running else None)(running)
     total = len(figures.evaluations) + len(figures.missing)
     note.caption(f"{len(figures.evaluations)} of {total} result(s) for these runs and settings are cached"
                  + (f"; Compute adds the other {len(figures.missing)}." if figures.missing else "."))
     for problem in figures.problems:
         st.warning(problem, icon="⚠️")
     if not figures.evaluations:
-        if figures.missing:
+        if figures.missing and not running:
             st.info("Nothing is computed yet for these runs and settings: press **Compute**.")
         return
     comparison(figures, names)

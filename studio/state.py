@@ -84,7 +84,7 @@ def attempt(action: Callable[[], T]) -> T | None:
 
 
 def sidebar() -> None:
-    """The project switcher, the model in use and the runs going on, on every page."""
+    """The project switcher, the model in use and the runs and evaluation going on, on every page."""
     ws = workspace()
     names = ws.projects()
     current = project_name()
@@ -101,5 +101,8 @@ def sidebar() -> None:
         for job in active:
             snap = job.snapshot()
             st.caption(f"Run {snap.run_id}: {snap.state}, {snap.kept}/{snap.target}")
+        evaluation = ws.evaluations.job(store())
+        if evaluation is not None and (progress := evaluation.snapshot()).active:
+            st.caption(f"Evaluation: step {min(progress.done + 1, progress.total)} of {progress.total}")
         if os.environ.get("DATAGEN_HOME"):
             st.caption(f"Projects in `{ws.home}`")

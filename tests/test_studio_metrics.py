@@ -1,7 +1,9 @@
-"""The Metrics page in AppTest: compute once and read the cache after, held-out data, the Project page's hold-out."""
+"""The Metrics page in AppTest: compute in the background once and read the cache after, held-out data, the Project
+page's hold-out."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +13,12 @@ from streamlit.testing.v1 import AppTest
 
 from datagen_core.config import Label, ProjectSpec
 from datagen_core.demo import DEMO_PROJECT
+from datagen_core.downstream import ProgressFn
+from datagen_core.errors import DatagenError
+from datagen_core.evaluation import REAL, Evaluation, Evaluator
+from datagen_core.evaluation_jobs import JobStep
 from datagen_core.store import Store
+from pages.metrics import JOB_KEY
 
 from .studio_helpers import Studio, button, errors, studio_session
 from .test_review_store import add_offspring, new_run
@@ -49,6 +56,20 @@ def charts(at: AppTest) -> int:
     return len(at.get("plotly_chart"))
 
 
+def compute(studio: Studio, at: AppTest, store: Store) -> None:
+    """Press Compute, wait for the background job, then redraw (AppTest does not tick the progress fragment)."""
+    at.button(key="metrics_compute").click().run()
+    ok(at)
+    job = studio.workspace().evaluations.job(store)
+    assert job is not None
+    if job.snapshot().active:  # the page returned at once and draws the job's progress
+        assert at.button(key="metrics_compute").disabled
+        assert at.button(key="metrics_cancel") and at.get("progress")
+    assert job.wait(COMPUTE_TIMEOUT)
+    at.run()
+    ok(at)
+
+
 def provenance(at: AppTest) -> pd.DataFrame:
     return next(d.value for d in at.dataframe if "params" in d.value.columns)
 
@@ -66,8 +87,7 @@ def test_compute_shows_both_runs_and_later_draws_read_the_cache(studio: Studio) 
     assert any("0 of 12 result(s)" in c.value for c in at.caption)  # real: 2; per run: metrics, 2 modes, 2 sizes
     assert store.evaluations().empty  # drawing computes nothing
 
-    at.button(key="metrics_compute").click().run(timeout=COMPUTE_TIMEOUT)
-    ok(at)
+    compute(studio, at, store)
     assert any("Computed 12 result(s)" in s.value for s in at.success)
     table = at.dataframe[0].value
     assert list(table["subject"]) == ["real seeds", "r2 · genetic", "r1 · genetic"]
@@ -75,12 +95,12 @@ def test_compute_shows_both_runs_and_later_draws_read_the_cache(studio: Studio) 
             "micro-F1 mixed logistic ×0.5"} <= set(table.columns)
     assert table["macro-F1 synthetic logistic"].iloc[1:].between(0, 1).all()
     assert charts(at) == 6  # bars, labels, lengths, CMD per label, scale curve, confusion
-    assert len(store.evaluations()) == 12
-    assert not provenance(at)["from cache"].any()
+    assert len(store.evaluations()) == 12 and provenance(at)["from cache"].all()  # the job cached, the page read
 
     # the next draw, and a fresh session, read the same results from the cache: nothing is recomputed
     at.run()
     ok(at)
+    assert not at.success  # the job's outcome is shown once
     assert len(store.evaluations()) == 12 and provenance(at)["from cache"].all()
     assert at.button(key="metrics_compute").disabled
     assert any("12 of 12 result(s)" in c.value for c in at.caption)
@@ -158,3 +178,44 @@ def test_the_project_page_holds_out_a_fraction_for_evaluation(studio: Studio) ->
     assert not set(store.heldout()["text"]) & set(store.real_examples()["text"])
     labels = at.dataframe[0].value
     assert dict(zip(labels["label"], labels["held out"], strict=True)) == {"ham": 3, "spam": 3}
+
+
+def test_a_running_job_shows_progress_cancels_and_a_failure_is_a_message(studio: Studio) -> None:
+    at, store = demo_with_runs(studio)
+    release, reached = threading.Event(), threading.Event()
+
+    def slow(ev: Evaluator, progress: ProgressFn) -> Evaluation:
+        progress(0.25, "training")
+        reached.set()
+        assert release.wait(COMPUTE_TIMEOUT)
+        return ev.metrics(REAL)
+
+    evaluations = studio.workspace().evaluations
+    job = evaluations.start(store, [JobStep("real seeds: metrics", slow),
+                                    JobStep("r1: metrics", lambda ev, progress: ev.metrics("r1"))])
+    assert reached.wait(COMPUTE_TIMEOUT)
+    at.session_state[JOB_KEY] = job.id  # as if this session had pressed Compute
+    at.run()
+    ok(at)
+    assert at.button(key="metrics_compute").disabled  # one evaluation per project at a time
+    assert at.get("progress")[0].proto.text == "Step 1 of 2: real seeds: metrics · training"
+    at.button(key="metrics_cancel").click().run()
+    ok(at)
+    assert any("Cancelling after this step" in c.value for c in at.caption)
+    release.set()
+    assert job.wait(COMPUTE_TIMEOUT)
+    at.run()
+    ok(at)
+    assert any(i.value.startswith("Cancelled after 1 of 2 step(s). Computed 1 result(s)") for i in at.info)
+    assert list(store.evaluations()["subject"]) == [REAL] and not at.button(key="metrics_compute").disabled
+
+    def broken(ev: Evaluator, progress: ProgressFn) -> Evaluation:
+        raise DatagenError("the endpoint went away")
+
+    job = evaluations.start(store, [JobStep("r2: metrics", broken)])
+    assert job.wait(COMPUTE_TIMEOUT)
+    at.session_state[JOB_KEY] = job.id
+    at.run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["r2: metrics: the endpoint went away (Computed 0 result(s) in "
+                                           f"{job.snapshot().seconds:.1f} s. Compute tries the rest again.)"]
