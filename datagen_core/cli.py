@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .cli_eval import eval_command, heldout_app
-from .cli_options import DEFAULT_HOME, BaseUrl, Home, Model, err, open_project, out
+from .cli_options import DEFAULT_HOME, BaseUrl, Home, Model, err, open_project, out, split_list
 from .config import (
     IN_RUN_CHECKS,
     METHOD_NAMES,
@@ -244,10 +244,6 @@ def _print_values(store: Store, kind: str, all_versions: bool) -> None:
             out.print(f"  - {key}: " + "; ".join(values), highlight=False, markup=False)
 
 
-def _split_labels(labels: str | None) -> list[str]:
-    return [lb.strip() for lb in labels.split(",") if lb.strip()] if labels else []
-
-
 @topics_app.command("list")
 def topics_list(
     name: str, all_versions: Annotated[bool, typer.Option("--all")] = False, home: Home = DEFAULT_HOME
@@ -260,17 +256,17 @@ def topics_list(
 @topics_app.command("propose")
 def topics_propose(
     name: str,
-    count: Annotated[int, typer.Option(min=2, max=50, help="Topics per label.")] = 10,
+    count: Annotated[int, typer.Option(min=2, max=50, help="Real texts asked per label (distinct topics kept).")] = 10,
     labels: Annotated[str | None, typer.Option("--labels", help="Comma-separated subset; others are kept.")] = None,
     base_url: BaseUrl = None,
     model: Model = None,
     home: Home = DEFAULT_HOME,
 ) -> None:
-    """Ask the LLM for topics of each label (one call per label); saves them as a new version."""
+    """Ask the LLM the topic of up to COUNT real texts per label; the distinct answers are a new version."""
     from .proposals import propose_topics, save_values
 
     with open_project(home, name) as store:
-        topics = propose_topics(store, _llm_config(base_url, model), count, _split_labels(labels))
+        topics = propose_topics(store, _llm_config(base_url, model), count, split_list(labels))
         save_values(store, "topics", topics, "llm", note="proposed by the LLM")
         _print_values(store, "topics", False)
 
@@ -305,17 +301,17 @@ def attributes_list(
 @attributes_app.command("propose")
 def attributes_propose(
     name: str,
-    count: Annotated[int, typer.Option(min=2, max=30, help="Values per attribute.")] = 6,
+    count: Annotated[int, typer.Option(min=2, max=30, help="Real texts asked per attribute.")] = 6,
     attributes: Annotated[str | None, typer.Option("--attributes", help="Comma-separated genes; others kept.")] = None,
     base_url: BaseUrl = None,
     model: Model = None,
     home: Home = DEFAULT_HOME,
 ) -> None:
-    """Ask the LLM for values of each gene of the current gene set (one call per gene); a new version."""
+    """Ask the LLM each gene's value in up to COUNT real texts; the distinct answers are a new version."""
     from .proposals import propose_attribute_values, save_values
 
     with open_project(home, name) as store:
-        values = propose_attribute_values(store, _llm_config(base_url, model), count, _split_labels(attributes))
+        values = propose_attribute_values(store, _llm_config(base_url, model), count, split_list(attributes))
         gene_set = store.gene_set()
         save_values(store, "attributes", values, "llm", note="proposed by the LLM",
                     gene_set_version=gene_set.version if gene_set else None)
@@ -441,7 +437,7 @@ def run(
             )
             config = RunConfig(
                 per_label=per_label,
-                labels=tuple(lb.strip() for lb in labels.split(",")) if labels else (),
+                labels=tuple(split_list(labels)),
                 seed=seed if seed is not None else random.randrange(2**31),
                 sampling=sampling,
                 method=method,  # type: ignore[arg-type]
@@ -570,7 +566,7 @@ def check(
         if run_id is not None:
             store.run(run_id)
         chosen = SampleFilter(run_ids=(run_id,) if run_id else (), origin="synthetic",
-                              labels=tuple(lb.strip() for lb in labels.split(",")) if labels else (),
+                              labels=tuple(split_list(labels)),
                               statuses=("pending", "accepted"))
         llm = None if module == "dedup" else LLM.from_config(_llm_config(base_url, model, in_flight), store)
         summary = apply_check(store, chosen_check, chosen, Embedder(), llm)

@@ -13,7 +13,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .cli_options import DEFAULT_HOME, Home, open_project, out
+from .cli_options import DEFAULT_HOME, Home, open_project, out, split_list
 from .errors import DatagenError
 from .ingest import read_examples
 
@@ -77,10 +77,6 @@ def _progress_bar(description: str) -> Iterator[Any]:
         yield report
 
 
-def _csv_list(value: str | None) -> list[str]:
-    return [item.strip() for item in value.split(",") if item.strip()] if value else []
-
-
 def eval_command(
     name: str,
     runs: Annotated[str | None, typer.Option("--runs", help="Comma-separated run ids; default: every run.")] = None,
@@ -111,38 +107,39 @@ def eval_command(
 
     Results are cached in the project with the settings that produced them; a second call prints them at once.
     """
+    from .comparison import ComparisonSettings, parse_sizes, plan, run_step, step_title, subject_names
     from .evaluation import REAL, Evaluation, Evaluator, TextSet, comparison_table
 
-    mode_list = _csv_list(modes)
+    mode_list = split_list(modes)
     if bad := [m for m in mode_list if m not in ("synthetic", "mixed")]:
         raise DatagenError(f"--modes takes synthetic and mixed (real is the real row), not {bad}")
-    sizes = [int(n) for n in _csv_list(scale)]
-    options = {"epochs": epochs} if trainer_name == "finetune" and epochs else {}
     results: list[Evaluation] = []
     curves: dict[str, list[Evaluation]] = {}
     with open_project(home, name) as store:
-        subjects = _csv_list(runs) or [r.id for r in store.runs()]
-        names = {run_id: f"{store.run(run_id).method} {run_id}" for run_id in subjects}
+        settings = ComparisonSettings(
+            runs=tuple(split_list(runs) or [r.id for r in store.runs()]), real=real, downstream=not no_downstream,
+            trainer=trainer_name, epochs=epochs, modes=tuple(mode_list), mix_ratio=mix_ratio,
+            sizes=parse_sizes(scale or ""), scale_mode=scale_mode, bleu_sample=bleu_sample, seed=seed,
+            refresh=refresh,
+        )
+        for run_id in settings.runs:
+            store.run(run_id)  # a clear error for an unknown id
+        names = subject_names(store, settings.subjects)
         evaluator = Evaluator(store)
         test_set = None
         if test is not None:
             frame = read_examples(test, "text", "label")
             test_set = TextSet("test", tuple(frame["text"]), tuple(frame["label"]))
-        trainer = None if no_downstream else evaluator.trainer(trainer_name, **options)
-        for subject in ([REAL] if real else []) + subjects:
-            results.append(evaluator.metrics(subject, bleu_sample=bleu_sample, seed=seed, refresh=refresh))
-            if trainer is None:
-                continue
-            for mode in ["real"] if subject == REAL else mode_list:
-                with _progress_bar(f"{subject} {mode} {trainer.name}") as report:
-                    results.append(evaluator.downstream(subject, trainer, mode=mode, mix_ratio=mix_ratio, seed=seed,
-                                                        test=test_set, progress=report, refresh=refresh))
-            if sizes and subject != REAL:
-                with _progress_bar(f"{subject} scale curve") as report:
-                    curves[subject] = evaluator.scale_curve(subject, trainer, sizes, mode=scale_mode, seed=seed,
-                                                            test=test_set, progress=report, refresh=refresh)
+        trainer = evaluator.trainer(trainer_name, **settings.trainer_options()) if settings.downstream else None
+        for step in plan(settings):
+            with _progress_bar(step_title(step, names)) as report:
+                result = run_step(evaluator, trainer, step, settings, report, test_set)
+            if step.role == "scale":
+                curves.setdefault(step.subject, []).append(result)
+            else:
+                results.append(result)
     table = comparison_table(results)
-    table["subject"] = table["subject"].map(lambda subject: names.get(subject, subject))
+    table["subject"] = table["subject"].map(names)
     _print_frame("metrics", table.set_index("subject").T.reset_index(names="metric"))
     out.print("APS, self-BLEU: lower is more diverse; remote-clique, vocabulary, distinct-n: higher is; CMD: lower "
               "is closer to the real seeds; F1 on the held-out real data", style="dim")

@@ -17,8 +17,13 @@ Home = Annotated[Path, typer.Option("--home", envvar="DATAGEN_HOME", help="Folde
 BaseUrl = Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible endpoint; default: embedded model.")]
 Model = Annotated[str | None, typer.Option("--model", help="Model name at --base-url (or DATAGEN_MODEL).")]
 
-__all__ = ["DEFAULT_HOME", "BaseUrl", "Home", "Model", "err", "open_project", "out"]
+__all__ = ["DEFAULT_HOME", "BaseUrl", "Home", "Model", "err", "open_project", "out", "split_list"]
 
 
 def open_project(home: Path, name: str) -> Store:
     return Store.open(project_path(home, name))
+
+
+def split_list(value: str | None) -> list[str]:
+    """'a, b,,c' -> ['a', 'b', 'c'] for comma-separated options (labels, runs, modes)."""
+    return [item.strip() for item in value.split(",") if item.strip()] if value else []

@@ -18,6 +18,16 @@ from dataclasses import dataclass, field
 import pandas as pd
 import streamlit as st
 
+from datagen_core.comparison import (
+    MODES,
+    ComparisonSettings,
+    Step,
+    parse_sizes,
+    plan,
+    run_step,
+    step_title,
+    subject_names,
+)
 from datagen_core.downstream import TRAINER_NAMES, ProgressFn, Trainer
 from datagen_core.errors import DatagenError
 from datagen_core.evaluation import REAL, Evaluation, Evaluator, NotCached, comparison_table
@@ -32,44 +42,8 @@ FLASH_KEY = "metrics_flash"
 JOB_KEY = "metrics_job"  # the id of the evaluation job this session started, until its outcome is shown
 LIVE_SECONDS = 1.5
 UPLOAD_KEY = "metrics_heldout_upload"
-MODES = ("synthetic", "mixed")
 FIGURES = {"metrics": "table, bars, distributions, CMD per label", "downstream": "table, macro-F1 bars, confusion",
            "scale": "scale curve, confusion"}
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Everything that decides which figures the page shows (and therefore their cache keys)."""
-
-    runs: tuple[str, ...]
-    real: bool
-    downstream: bool
-    trainer: str
-    epochs: int | None
-    modes: tuple[str, ...]
-    mix_ratio: float | None
-    sizes: tuple[int, ...]
-    scale_mode: str
-    bleu_sample: int
-    seed: int
-    refresh: bool
-
-    @property
-    def subjects(self) -> list[str]:
-        return ([REAL] if self.real else []) + list(self.runs)
-
-    def trainer_options(self) -> dict[str, int]:
-        return {"epochs": self.epochs} if self.trainer == "finetune" and self.epochs else {}
-
-
-@dataclass(frozen=True)
-class Step:
-    """One cached figure set to read or compute: a subject's metrics, one downstream F1 or one scale point."""
-
-    role: str  # metrics | downstream | scale
-    subject: str
-    mode: str | None = None
-    size: int | None = None
 
 
 @dataclass
@@ -101,54 +75,7 @@ def run_label(run: RunInfo) -> str:
     return f"{run.method} · {run.created_at:%Y-%m-%d %H:%M} · {run.id}"
 
 
-def subject_names(store: Store, subjects: list[str]) -> dict[str, str]:
-    """Short names for tables and legends: the real seeds, or a run's id and method."""
-    methods = {run.id: run.method for run in store.runs()}
-    return {s: "real seeds" if s == REAL else f"{s} · {methods.get(s, '?')}" for s in subjects}
-
-
-def parse_sizes(text: str) -> tuple[int, ...]:
-    """'5, 10, 20' -> (5, 10, 20); anything but positive whole numbers is a user error."""
-    try:
-        sizes = sorted({int(item) for item in text.replace(";", ",").split(",") if item.strip()})
-    except ValueError:
-        raise DatagenError(f"scale-curve sizes must be whole numbers separated by commas, not {text!r}") from None
-    if any(n < 1 for n in sizes):
-        raise DatagenError("scale-curve sizes must be at least 1 per label")
-    return tuple(sizes)
-
-
-def plan(settings: Settings) -> list[Step]:
-    """The steps for these settings, in the order `datagen eval` takes them."""
-    steps: list[Step] = []
-    for subject in settings.subjects:
-        steps.append(Step("metrics", subject))
-        if not settings.downstream:
-            continue
-        steps.extend(Step("downstream", subject, mode) for mode in (["real"] if subject == REAL else settings.modes))
-        if subject != REAL:
-            steps.extend(Step("scale", subject, settings.scale_mode, n) for n in settings.sizes)
-    return steps
-
-
-def step_title(step: Step, names: dict[str, str]) -> str:
-    what = {"metrics": "metrics", "downstream": f"{step.mode} F1", "scale": f"{step.mode} F1 at n={step.size}"}
-    return f"{names[step.subject]}: {what[step.role]}"
-
-
-def run_step(evaluator: Evaluator, trainer: Trainer | None, step: Step, settings: Settings,
-             progress: ProgressFn | None) -> Evaluation:
-    refresh = settings.refresh and not evaluator.read_only
-    if step.role == "metrics":
-        return evaluator.metrics(step.subject, bleu_sample=settings.bleu_sample, seed=settings.seed, refresh=refresh)
-    assert trainer is not None and step.mode is not None
-    # a scale point is the downstream F1 at `per_label` (what Evaluator.scale_curve computes point by point)
-    return evaluator.downstream(step.subject, trainer, mode=step.mode, seed=settings.seed, progress=progress,
-                                mix_ratio=settings.mix_ratio if step.role == "downstream" else None,
-                                per_label=step.size, refresh=refresh)
-
-
-def gather(evaluator: Evaluator, settings: Settings, names: dict[str, str]) -> Figures:
+def gather(evaluator: Evaluator, settings: ComparisonSettings, names: dict[str, str]) -> Figures:
     """Read every step from the cache (read-only evaluator); a miss or a user error is noted, not raised."""
     figures = Figures()
     steps = plan(settings)
@@ -184,7 +111,7 @@ def gather(evaluator: Evaluator, settings: Settings, names: dict[str, str]) -> F
     return figures
 
 
-def job_steps(steps: list[Step], settings: Settings, names: dict[str, str]) -> list[JobStep]:
+def job_steps(steps: list[Step], settings: ComparisonSettings, names: dict[str, str]) -> list[JobStep]:
     """The steps as a background job runs them; the trainer is made once, in the job's thread (a fine-tune's
     imports take seconds)."""
 
@@ -240,7 +167,7 @@ def heldout_upload(store: Store, filename: str, data: bytes) -> None:
         st.rerun()
 
 
-def choose(store: Store, has_heldout: bool) -> Settings | None:
+def choose(store: Store, has_heldout: bool) -> ComparisonSettings | None:
     """The runs, the real seeds and the settings; None when there is nothing to measure."""
     runs = {run.id: run for run in reversed(store.runs())}  # newest first
     left, right = st.columns([4, 1], vertical_alignment="bottom")
@@ -249,7 +176,7 @@ def choose(store: Store, has_heldout: bool) -> Settings | None:
                               help="Each run's kept samples that are not rejected, with Review's edits applied.")
     real = right.checkbox("Real seeds", value=True, key="metrics_real",
                           help="The project's real examples as a row of their own: the reference.")
-    with st.expander("Settings"):
+    with st.expander("ComparisonSettings"):
         top = st.columns(4)
         downstream = top[0].checkbox("Downstream F1", value=True, key="metrics_downstream", disabled=not has_heldout,
                                      help="Train a classifier on each set and score it on the held-out data.")
@@ -282,13 +209,13 @@ def choose(store: Store, has_heldout: bool) -> Settings | None:
         st.info("Pick at least one run or the real seeds." if runs else
                 "No runs yet: start one on the **Evolve** page, or tick *Real seeds* to measure the real data.")
         return None
-    return Settings(runs=tuple(chosen), real=real, downstream=downstream and has_heldout, trainer=trainer,
+    return ComparisonSettings(runs=tuple(chosen), real=real, downstream=downstream and has_heldout, trainer=trainer,
                     epochs=int(epochs) if epochs is not None else None, modes=tuple(modes),
                     mix_ratio=float(mix_ratio) if mix_ratio is not None else None, sizes=sizes or (),
                     scale_mode=scale_mode, bleu_sample=int(bleu_sample), seed=int(seed), refresh=refresh)
 
 
-def compute(store: Store, settings: Settings, figures: Figures, names: dict[str, str]) -> None:
+def compute(store: Store, settings: ComparisonSettings, figures: Figures, names: dict[str, str]) -> None:
     """Start computing what is missing (everything, with Recompute) in the background and redraw with its progress."""
     steps = figures.steps if settings.refresh else figures.missing
     job = state.attempt(lambda: state.workspace().evaluations.start(store, job_steps(steps, settings, names)))

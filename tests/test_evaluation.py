@@ -237,3 +237,21 @@ def test_f1_pairs_are_consistent_with_sklearn_on_random_labels() -> None:
     ):
         result = score(truth, predicted, labels)
         assert result["micro_f1"] == pytest.approx(np.mean(np.asarray(truth) == np.asarray(predicted)))
+
+
+def test_comparison_plan_and_sizes() -> None:
+    from datagen_core.comparison import ComparisonSettings, Step, parse_sizes, plan
+
+    settings = ComparisonSettings(runs=("r1",), modes=("synthetic", "mixed"), sizes=(5, 10))
+    assert plan(settings) == [
+        Step("metrics", REAL), Step("downstream", REAL, "real"), Step("metrics", "r1"),
+        Step("downstream", "r1", "synthetic"), Step("downstream", "r1", "mixed"),
+        Step("scale", "r1", "synthetic", 5), Step("scale", "r1", "synthetic", 10),
+    ]
+    assert plan(ComparisonSettings(runs=("r1",), real=False, downstream=False)) == [Step("metrics", "r1")]
+    assert parse_sizes("20, 5;5") == (5, 20) and parse_sizes("") == ()
+    for bad in ("5, x", "0"):
+        with pytest.raises(DatagenError):
+            parse_sizes(bad)
+    with pytest.raises(DatagenError):
+        ComparisonSettings(runs=(), modes=("real",))
