@@ -44,7 +44,7 @@ from datagen_core.config import (  # noqa: E402
     RunConfig,
 )
 from datagen_core.embed import Embedder  # noqa: E402
-from datagen_core.metrics import aps, cmd, remote_clique, self_bleu, vocabulary_size  # noqa: E402
+from datagen_core.evaluation import REAL, TextSet, intrinsic_metrics  # noqa: E402
 from datagen_core.proposals import propose_attribute_values, propose_topics, save_values  # noqa: E402
 from datagen_core.runner import run_generation, start_run  # noqa: E402
 from datagen_core.store import Store  # noqa: E402
@@ -125,13 +125,14 @@ def propose(store: Store, llm_config: LLMConfig, kind: str) -> tuple[Cost | None
     return Cost(calls, tokens, time.perf_counter() - started), ""
 
 
-def diversity(texts: list[str], vectors: np.ndarray) -> dict[str, float]:
-    return {"aps": aps(vectors), "vocab": vocabulary_size(texts), "rc": remote_clique(vectors),
-            "sbleu": self_bleu(texts).value}
+def diversity(data: TextSet, vectors: np.ndarray, real: TextSet, real_vectors: np.ndarray) -> dict[str, float]:
+    """The table's columns from the same metrics `datagen eval` computes (CMD to the real seeds)."""
+    m = intrinsic_metrics(data, vectors, real, real_vectors)
+    return {"aps": m.aps, "vocab": m.vocabulary, "rc": m.remote_clique, "sbleu": m.self_bleu, "cmd": m.cmd or 0.0}
 
 
-def run_method(store: Store, llm_config: LLMConfig, embedder: Embedder, real: np.ndarray, name: str,
-               overrides: dict[str, object], args: argparse.Namespace, extra: Cost) -> Row:
+def run_method(store: Store, llm_config: LLMConfig, embedder: Embedder, real: tuple[TextSet, np.ndarray],
+               name: str, overrides: dict[str, object], args: argparse.Namespace, extra: Cost) -> Row:
     config = RunConfig(
         per_label=args.per_label, seed=args.seed, sampling=llm_config.default_sampling(), use_cache=False,
         worked_example=llm_config.backend == "embedded", **overrides,  # type: ignore[arg-type]
@@ -148,8 +149,8 @@ def run_method(store: Store, llm_config: LLMConfig, embedder: Embedder, real: np
     row.tokens = int(usage["prompt_tokens"] + usage["completion_tokens"]) + extra.tokens
     row.sec_per_kept = (summary.seconds + extra.seconds) / kept if kept else float("nan")
     if texts:
-        vectors = embedder.encode(texts)
-        row.metrics = diversity(texts, vectors) | {"cmd": cmd(vectors, real)}
+        kept_set = TextSet(run_id, tuple(texts), tuple(kept_frame["label"]))
+        row.metrics = diversity(kept_set, embedder.encode(texts), *real)
     reasons = store.filtered_counts(run_id)
     notes = [", ".join(f"{r} {n}" for r, n in sorted(reasons.items()))] if reasons else []
     if summary.status != "completed" or kept < args.per_label * len(summary.progress):
@@ -210,9 +211,10 @@ def main() -> None:
     footnotes: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         store = make_store(Path(tmp), args.labels, args.seeds)
-        seeds = store.real_examples()["text"].tolist()
-        real = embedder.encode(seeds)
-        rows.append(Row("real seeds", diversity(seeds, real) | {"cmd": 0.0}, kept=len(seeds)))
+        seeds = store.real_examples()
+        real_set = TextSet(REAL, tuple(seeds["text"]), tuple(seeds["label"]))
+        real = (real_set, embedder.encode(real_set.texts))
+        rows.append(Row("real seeds", diversity(*real, *real), kept=len(seeds)))
         labels = [lb.name for lb in store.labels()]
         proposals: dict[str, tuple[Cost | None, str]] = {}
         for kind in sorted({PROPOSAL_FOR[c[1]["method"]] for c in chosen if c[1]["method"] in PROPOSAL_FOR}):
