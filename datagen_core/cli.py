@@ -14,9 +14,11 @@ from pydantic import ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from .cli_doctor import doctor_command
 from .cli_eval import eval_command, heldout_app
 from .cli_options import DEFAULT_HOME, BaseUrl, Home, Model, err, open_project, out, split_list
 from .config import (
+    DEFAULT_MIN_WORDS,
     IN_RUN_CHECKS,
     METHOD_NAMES,
     CheckSpec,
@@ -99,13 +101,15 @@ def init(
     holdout: Annotated[float, typer.Option("--holdout", min=0.0, max=0.9, help="Fraction of each label kept apart "
                                            "as held-out test data the generator never sees.")] = 0.0,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the held-out split.")] = 0,
+    min_words: Annotated[int, typer.Option("--min-words", help="Generated texts with fewer words are filtered "
+                                           "(too_short); 1 also accepts one-word texts.")] = DEFAULT_MIN_WORDS,
     home: Home = DEFAULT_HOME,
 ) -> None:
     """Create a project from real labelled examples (optionally holding some out for downstream evaluation)."""
     from .ingest import split_heldout
 
     try:
-        spec = ProjectSpec(name=name, task=task, text_kind=kind)
+        spec = ProjectSpec(name=name, task=task, text_kind=kind, min_words=min_words)
     except ValidationError as exc:
         raise DatagenError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
     examples = read_examples(data, text_col, label_col)
@@ -595,6 +599,7 @@ def demo(
 
 app.add_typer(heldout_app, name="heldout")
 app.command("eval")(eval_command)
+app.command("doctor")(doctor_command)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -65,12 +65,24 @@ class Label(Frozen):
     description: str = ""
 
 
+#: Generated texts shorter than this many words never count as samples (projects made before the setting get it).
+DEFAULT_MIN_WORDS = 3
+
+
 class ProjectSpec(Frozen):
-    """What `datagen init` needs to create a project."""
+    """What `datagen init` needs to create a project, and the project settings every run reads."""
 
     name: str
     task: str = Field(min_length=1, description="e.g. 'question type classification'")
     text_kind: str = Field(default="text", description="what one sample is: 'SMS message', 'question'")
+    min_words: int = Field(default=DEFAULT_MIN_WORDS, description="shorter generated texts are filtered as too_short")
+
+    @field_validator("min_words")
+    @classmethod
+    def _at_least_one_word(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(f"the minimum length of a sample must be at least 1 word, not {value}")
+        return value
 
     @field_validator("name")
     @classmethod

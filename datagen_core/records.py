@@ -22,10 +22,15 @@ def text_hash(text: str) -> str:
 _WORD = re.compile(r"\w+")
 
 
+def folded_words(text: str) -> list[str]:
+    """A text's words with case, whitespace and punctuation folded away: what duplicate and copy checks compare."""
+    return _WORD.findall(text.casefold())
+
+
 def duplicate_key(text: str) -> str:
     """Texts that differ only in case, whitespace or punctuation are one sample: a small model that drops a
     comma from a seed has copied it."""
-    words = " ".join(_WORD.findall(text.casefold()))
+    words = " ".join(folded_words(text))
     return hashlib.sha256(words.encode("utf-8")).hexdigest()[:32]
 
 

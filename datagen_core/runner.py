@@ -5,6 +5,10 @@ A run's state lives in the store, never only in memory: what is committed is the
 rebuilds each population (real seeds + kept offspring), marks the parent pairs already used and asks
 for exactly the missing number of offspring.
 
+Degenerate answers (empty, one word, a label's name, an echo of the instruction, a copy of a parent or example,
+shorter than the project's minimum; see `validity`) are stored as filtered with that reason and asked for again,
+like refusals and duplicates, whatever the method.
+
 In-run quality modules (`RunConfig.checks`) judge each batch before it is written: an offspring one rejects
 (or moves to another label) is stored as filtered (`check:<module>`) and asked for again, so targets stay
 exact; a correction is what is stored, embedded and bred from, with the text as generated in its details.
@@ -31,6 +35,7 @@ from .quality import Outcome, run_checks, verdict_records
 from .records import NewSample, duplicate_key, utcnow
 from .store import PopulationMember, RunInfo, Store
 from .validators import CheckContext, Item, in_run_checks
+from .validity import degenerate_reason, instruction_text
 
 
 @dataclass
@@ -133,14 +138,16 @@ class Runner:
         self.observer = observer or RunObserver()
         self.stop = stop or threading.Event()
         project = store.project()
-        all_labels = store.labels()
-        self.labels = list(self.config.labels) or [lb.name for lb in all_labels]
-        context = MethodContext(project, all_labels, store.gene_set(run.gene_set_version), self.config)
+        self.all_labels = store.labels()
+        self.min_words = project.min_words  # a project setting, read when the run starts or resumes
+        self.labels = list(self.config.labels) or [lb.name for lb in self.all_labels]
+        context = MethodContext(project, self.all_labels, store.gene_set(run.gene_set_version), self.config)
         existing = sum(store.kept_counts(run.id).values()) + sum(store.filtered_counts(run.id).values())
         # A resumed run continues the random stream at a new place instead of replaying its first splits.
         self.method: GenerationMethod = make_method(context, np.random.default_rng([self.config.seed, existing]))
         self.progress = {lb: LabelProgress(lb, self.config.per_label) for lb in self.labels}
         self._hashes: dict[str, set[str]] = {lb: set() for lb in self.labels}
+        self._texts: dict[int, str] = {}  # population texts by id: what a request showed the model
         self._consecutive_failures = 0
         self._filtered_in_a_row = dict.fromkeys(self.labels, 0)
         self._pool: dict[str, np.ndarray] = {}  # population vectors per label, for in-run group checking
@@ -164,6 +171,7 @@ class Runner:
             self.store.put_embeddings(self.embedder.name, fresh)
         self.method.observe(label, members, vectors)
         self._hashes[label].update(duplicate_key(m.text) for m in members)
+        self._texts.update((m.id, m.text) for m in members)
         if self.config.dedup_distance is not None:
             held = self._pool.get(label)
             self._pool[label] = vectors if held is None else np.concatenate([held, vectors])
@@ -203,9 +211,16 @@ class Runner:
         except LLMError as exc:
             return _Landed(request, requested_at, None, exc)
 
+    def _degenerate(self, request: GenerationRequest, text: str) -> str | None:
+        """Why a parsed or corrected text cannot count as a sample of this request (see `validity`), or None."""
+        sources = [self._texts[i] for i in (*request.parent_ids, *request.shown_ids) if i in self._texts]
+        return degenerate_reason(text, labels=self.all_labels, min_words=self.min_words, sources=sources,
+                                 instruction=instruction_text(request.messages, sources))
+
     def _triage(self, landed: Sequence[_Landed]) -> list[_Candidate]:
         """Count failures, parse answers (one or several samples each) and mark filtered ones (refusal, empty,
-        too long, duplicate, extra items beyond what was asked); `_persist` counts them once checks have run."""
+        too long, degenerate, duplicate, extra items beyond what was asked); `_persist` counts them once checks
+        have run."""
         candidates: list[_Candidate] = []
         for item in landed:
             if item.completion is None:
@@ -219,6 +234,8 @@ class Runner:
             for position, (text, reason) in enumerate(pieces):
                 if reason is None and position >= item.request.items:
                     reason = "extra_item"  # kept targets exact: never more than was counted in flight
+                if reason is None:
+                    reason = self._degenerate(item.request, text)
                 if reason is None:
                     digest = duplicate_key(text)
                     if digest in self._hashes[label]:
@@ -241,18 +258,22 @@ class Runner:
         outcomes = await run_checks(self.checks, items, context, fixed_label=True)
         checked = list(candidates)
         for i, outcome in zip(chosen, outcomes, strict=True):
-            reason = self._checked_reason(outcome)
+            reason = self._checked_reason(outcome, candidates[i].landed.request)
             checked[i] = dataclasses.replace(candidates[i], text=outcome.item.text, reason=reason, checked=outcome)
         return checked
 
-    def _checked_reason(self, outcome: Outcome) -> str | None:
-        """`check:<module>` for a rejection; a corrected text must still pass the length and duplicate filters."""
+    def _checked_reason(self, outcome: Outcome, request: GenerationRequest) -> str | None:
+        """`check:<module>` for a rejection; a corrected text must still pass the length, degenerate and duplicate
+        filters."""
         if outcome.rejected_by is not None:
             return f"check:{outcome.rejected_by}"
         if not outcome.corrected:
             return None
         if len(outcome.item.text) > self.config.max_chars:
             return "too_long"
+        degenerate = self._degenerate(request, outcome.item.text)
+        if degenerate is not None:
+            return degenerate
         digest, hashes = duplicate_key(outcome.item.text), self._hashes[outcome.item.label]
         if digest != duplicate_key(outcome.original.text) and digest in hashes:
             return "duplicate"

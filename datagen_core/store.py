@@ -23,7 +23,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from .config import Gene, GeneSet, Label, LLMConfig, ProjectSpec, RunConfig, ValueSet
+from .config import DEFAULT_MIN_WORDS, Gene, GeneSet, Label, LLMConfig, ProjectSpec, RunConfig, ValueSet
 from .errors import DatagenError, ProjectLockedError
 from .records import LLMCallRecord, NewSample, text_hash, utcnow
 
@@ -120,7 +120,8 @@ CREATE TABLE kb_documents (
 CREATE TABLE kb_terms (doc_id BIGINT NOT NULL, term VARCHAR NOT NULL, tf INTEGER NOT NULL);
 """
 
-# Added tables are created on open too (IF NOT EXISTS), so projects made by an earlier version gain them.
+# Added tables and columns are created on open too (IF NOT EXISTS), so projects made by an earlier version gain
+# them; a project setting added this way is NULL in such a project, which reads it as the setting's default.
 # Held-out real examples are never seeds, so the generator never sees what downstream F1 is measured on;
 # evaluation results are cached under a key hashing everything that produced them (data, trainer, settings).
 _ADDED_SCHEMA = """
@@ -132,6 +133,7 @@ CREATE TABLE IF NOT EXISTS evaluations (
     key VARCHAR PRIMARY KEY, kind VARCHAR NOT NULL, subject VARCHAR NOT NULL, params VARCHAR NOT NULL,
     result VARCHAR NOT NULL, seconds DOUBLE NOT NULL, created_at TIMESTAMP NOT NULL
 );
+ALTER TABLE project ADD COLUMN IF NOT EXISTS min_words INTEGER;
 """
 
 RUN_STATUSES = ("running", "completed", "interrupted", "stopped", "failed")
@@ -145,6 +147,7 @@ class ProjectInfo:
     text_kind: str
     source_file: str | None
     created_at: datetime
+    min_words: int
 
 
 @dataclass(frozen=True)
@@ -303,8 +306,9 @@ class Store:
                 cur.execute(_ADDED_SCHEMA)
                 cur.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
                 cur.execute(
-                    "INSERT INTO project VALUES (?, ?, ?, ?, ?)",
-                    [spec.name, spec.task, spec.text_kind, source_file, utcnow()],
+                    "INSERT INTO project (name, task, text_kind, source_file, created_at, min_words) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    [spec.name, spec.task, spec.text_kind, source_file, utcnow(), spec.min_words],
                 )
                 cur.executemany(
                     "INSERT INTO labels VALUES (?, ?, ?)",
@@ -377,7 +381,10 @@ class Store:
 
     # --------------------------------------------------------------- project
     def project(self) -> ProjectInfo:
-        rows = self.cursor().execute("SELECT name, task, text_kind, source_file, created_at FROM project").fetchall()
+        rows = self.cursor().execute(
+            "SELECT name, task, text_kind, source_file, created_at, coalesce(min_words, ?) FROM project",
+            [DEFAULT_MIN_WORDS],
+        ).fetchall()
         assert rows, "project row missing"
         return ProjectInfo(*rows[0])
 
@@ -385,11 +392,15 @@ class Store:
         rows = self.cursor().execute("SELECT name, description FROM labels ORDER BY position").fetchall()
         return [Label(name=n, description=d) for n, d in rows]
 
-    def set_project_details(self, task: str, text_kind: str) -> None:
-        """Change what the prompts say the task is and what one sample is."""
-        spec = ProjectSpec(name=self.project().name, task=task, text_kind=text_kind)
+    def set_project_details(self, task: str, text_kind: str, min_words: int | None = None) -> None:
+        """Change what the prompts say the task is and what one sample is, and (unless None) the minimum length
+        of a sample; runs read these when they start or resume."""
+        project = self.project()
+        spec = ProjectSpec(name=project.name, task=task, text_kind=text_kind,
+                           min_words=project.min_words if min_words is None else min_words)
         with self.transaction() as cur:
-            cur.execute("UPDATE project SET task = ?, text_kind = ?", [spec.task, spec.text_kind])
+            cur.execute("UPDATE project SET task = ?, text_kind = ?, min_words = ?",
+                        [spec.task, spec.text_kind, spec.min_words])
 
     def set_label_description(self, name: str, description: str) -> None:
         with self.transaction() as cur:

@@ -128,6 +128,10 @@ def details_section() -> None:
     with st.form(f"details_{project.name}"):
         task = st.text_input("Task", value=project.task, key=f"task_{project.name}")
         text_kind = st.text_input("What one sample is", value=project.text_kind, key=f"kind_{project.name}")
+        min_words = st.number_input("Minimum words per sample", min_value=1, value=project.min_words, step=1,
+                                    key=f"min_words_{project.name}",
+                                    help="Generated texts with fewer words never count (filtered as too_short); "
+                                         "1 also accepts one-word texts. Runs read it when they start or resume.")
         descriptions = {lb.name: st.text_input(f"Label `{lb.name}`", value=lb.description,
                                                key=f"desc_{project.name}_{i}")
                         for i, lb in enumerate(labels)}
@@ -136,8 +140,8 @@ def details_section() -> None:
         with state.user_errors():
             if not task.strip():
                 raise DatagenError("the task cannot be empty: every prompt names it")
-            if (task, text_kind) != (project.task, project.text_kind):
-                store.set_project_details(task.strip(), text_kind.strip() or "text")
+            if (task, text_kind, min_words) != (project.task, project.text_kind, project.min_words):
+                store.set_project_details(task.strip(), text_kind.strip() or "text", int(min_words))
             for label in labels:
                 if descriptions[label.name].strip() != label.description:
                     store.set_label_description(label.name, descriptions[label.name].strip())

@@ -17,6 +17,7 @@ from .loopback_server import LoopbackServer
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("DATAGEN_EMBEDDED_IDLE", "60")  # the model server the tests started stops soon after them
 
 
 def shared_csv(name: str) -> Path:

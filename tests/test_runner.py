@@ -243,7 +243,8 @@ def test_a_model_that_only_repeats_itself_cannot_keep_a_label_asking_forever(hom
         summary = run_generation(store, llm_config, run_id, embedder=embedder)
         assert summary.status == "completed" and store.kept_counts(run_id) == {"HUM": 1}
         assert summary.progress["HUM"].exhausted
-        assert store.filtered_counts(run_id)["duplicate"] >= 5
+        filtered = store.filtered_counts(run_id)  # the kept answer may be a parent later: then a copy of it
+        assert set(filtered) <= {"duplicate", "source_copy"} and sum(filtered.values()) >= 5
         events = store.events(run_id)
         stopped = events[events["message"].str.contains("5 answers in a row were filtered")]
         assert len(stopped) == 1
@@ -312,5 +313,5 @@ def test_a_seed_copied_with_other_punctuation_is_a_duplicate(home: Path, embedde
             run_id = start_run(store, config(3, max_failures=3, labels=("HUM",)), llm_config)
             run_generation(store, llm_config, run_id, embedder=embedder)
         assert store.kept_counts(run_id) == {}
-        filtered = store.filtered_counts(run_id)
-        assert set(filtered) == {"duplicate"} and filtered["duplicate"] >= 3  # the label stops after 3 in a row
+        filtered = store.filtered_counts(run_id)  # a copy of a parent, or of another seed of the label
+        assert set(filtered) <= {"duplicate", "source_copy"} and sum(filtered.values()) >= 3  # stops after 3

@@ -169,12 +169,14 @@ def test_edit_task_and_label_descriptions(studio: Studio) -> None:
     at.text_input(key="task_sms-spam-demo").input("spam filtering for a phone operator")
     at.text_input(key="kind_sms-spam-demo").input("text message")
     at.text_input(key="desc_sms-spam-demo_1").input("junk: prizes, loans, premium numbers")
+    assert at.number_input(key="min_words_sms-spam-demo").value == 3  # the default minimum length
+    at.number_input(key="min_words_sms-spam-demo").set_value(5)
     button(at, "Save details").click()
     at.run()
     assert not at.exception and not errors(at)
     assert any("Saved the project's details" in s.value for s in at.success)
     assert store.project().task == "spam filtering for a phone operator"
-    assert store.project().text_kind == "text message"
+    assert store.project().text_kind == "text message" and store.project().min_words == 5
     assert {lb.name: lb.description for lb in store.labels()}["spam"] == "junk: prizes, loans, premium numbers"
 
     at.text_input(key="task_sms-spam-demo").input("   ")

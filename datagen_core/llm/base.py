@@ -20,10 +20,13 @@ class BackendAnswer:
 class TransientBackendError(Exception):
     """Worth retrying: rate limits, 5xx, timeouts, dropped connections, garbled bodies."""
 
-    def __init__(self, message: str, *, rate_limited: bool = False, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, *, rate_limited: bool = False, retry_after: float | None = None,
+                 connection: bool = False) -> None:
         super().__init__(message)
         self.rate_limited = rate_limited
         self.retry_after = retry_after
+        #: The server could not be reached at all (a local one may have died).
+        self.connection = connection
 
 
 class Backend(ABC):

@@ -22,6 +22,8 @@ def _retry_after(exc: openai.APIStatusError) -> float | None:
 
 class OpenAIBackend(Backend):
     name = "openai"
+    #: The sampling field servers read a repeat penalty from (vLLM's name; llama.cpp's is `repeat_penalty`).
+    repeat_penalty_field = "repetition_penalty"
 
     def __init__(self, config: LLMConfig) -> None:
         assert config.base_url is not None
@@ -51,10 +53,13 @@ class OpenAIBackend(Backend):
             self._client_loop = loop
         return self._client
 
-    def _response_format(self, schema: dict[str, Any]) -> dict[str, Any]:
+    def _structured(self, kwargs: dict[str, Any], schema: dict[str, Any]) -> None:
+        """Ask for output that follows `schema` the way this server understands."""
         if self._schema_style == "json_schema":
-            return {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": True}}
-        return {"type": "json_object", "schema": schema}
+            kwargs["response_format"] = {"type": "json_schema",
+                                         "json_schema": {"name": "answer", "schema": schema, "strict": True}}
+        else:
+            kwargs["response_format"] = {"type": "json_object", "schema": schema}
 
     async def complete(
         self, messages: list[dict[str, str]], sampling: SamplingParams, schema: dict[str, Any] | None, seed: int
@@ -68,9 +73,9 @@ class OpenAIBackend(Backend):
             "seed": seed,
         }
         if sampling.repeat_penalty is not None:
-            kwargs["extra_body"] = {"repetition_penalty": sampling.repeat_penalty}
+            kwargs["extra_body"] = {self.repeat_penalty_field: sampling.repeat_penalty}
         if schema is not None:
-            kwargs["response_format"] = self._response_format(schema)
+            self._structured(kwargs, schema)
         try:
             response = await self.client.chat.completions.create(**kwargs)
         except openai.BadRequestError as exc:
@@ -95,7 +100,7 @@ class OpenAIBackend(Backend):
         except openai.APITimeoutError:
             raise TransientBackendError("request timed out") from None
         except openai.APIConnectionError as exc:
-            raise TransientBackendError(f"connection failed: {exc.__cause__ or exc}") from None
+            raise TransientBackendError(f"connection failed: {exc.__cause__ or exc}", connection=True) from None
         except (openai.APIResponseValidationError, ValueError) as exc:
             raise TransientBackendError(f"unreadable response: {type(exc).__name__}") from None
         if not response.choices:

@@ -32,6 +32,9 @@ class GenerationRequest:
     messages: list[dict[str, str]]
     prompt: str
     parent_ids: tuple[int, ...] = ()
+    #: Other samples the messages show besides the parents (a worked example's): the run loop filters a copy of
+    #: any of them as a `source_copy`, as it filters a copy of a parent.
+    shown_ids: tuple[int, ...] = ()
     gene_split: GeneSplit | None = None
     details: dict[str, Any] = field(default_factory=dict)
     #: Tells apart requests whose messages repeat (zero-shot asks the same prompt every time): it enters the

@@ -147,6 +147,7 @@ class GeneticMethod(GenerationMethod):
             messages=[{"role": "system", "content": system}, *exchange, {"role": "user", "content": prompt}],
             prompt=prompt,
             parent_ids=pair,
+            shown_ids=tuple(example_ids),
             gene_split=split,
             details={"worked_example_ids": example_ids} if example_ids else {},
         )
