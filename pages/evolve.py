@@ -233,7 +233,7 @@ def progress_bars(store: Store, run: RunInfo, snap: JobSnapshot | None) -> None:
     for label in labels:
         kept, filtered = counts.get(label, (0, 0))
         live = snap.progress.get(label) if snap is not None else None
-        failed, in_flight = (live.failed, live.in_flight) if live is not None else (0, 0)
+        failed, in_flight = (live.failed, live.in_flight if snap.active else 0) if live is not None else (0, 0)
         st.progress(min(kept / target, 1.0),
                     text=f"**{label}**: {kept}/{target} kept · {filtered} filtered · {failed} failed · "
                          f"{in_flight} in flight")

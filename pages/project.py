@@ -10,6 +10,7 @@ import streamlit as st
 from pydantic import SecretStr, ValidationError
 
 from datagen_core.config import LLMConfig
+from datagen_core.doctor import diagnose, last_report
 from datagen_core.errors import DatagenError
 from datagen_core.ingest import MIN_EXAMPLES_PER_LABEL, clean_examples, prepare_project, read_upload, split_heldout
 from datagen_core.llm import check_connection
@@ -20,6 +21,7 @@ EMBEDDED = "Embedded (SmolLM2-135M, offline)"
 ENDPOINT = "OpenAI-compatible endpoint"
 FLASH_KEY = "project_flash"
 LLM_PROBLEM_KEY = "project_llm_problem"
+MARK = {"ok": "✅ ok", "warn": "⚠️ warn", "fail": "❌ fail"}
 
 
 def switch_to(name: str) -> None:
@@ -193,7 +195,8 @@ def llm_section() -> None:
         st.number_input("Requests in flight", min_value=1, max_value=4096,
                         value=current.max_in_flight if openai else 16, key="llm_in_flight")
     else:
-        st.caption("SmolLM2-135M-Instruct runs inside the studio, offline: demo quality, about 1 offspring/s.")
+        st.caption("SmolLM2-135M-Instruct runs offline in a process of its own (a crash there never takes the "
+                   "studio down): demo quality, about 1 offspring/s.")
     left, right = st.columns(2)
     left.button("Use this model", on_click=on_apply_llm, type="primary")
     test = right.button("Test connection", on_click=on_apply_llm)
@@ -209,6 +212,30 @@ def llm_section() -> None:
             st.success(f"Connected: {line}")
 
 
+def system_section() -> None:
+    """The machine's latest self-check (`datagen doctor`, run by scripts/start.sh), and a button to redo it."""
+    st.subheader("System check")
+    again = st.button("Check again", key="doctor_again", help="Python, CPU, the model runtime's build, one answer "
+                      "from the embedded model, the project folder (a few seconds).")
+    if again:
+        with st.spinner("Checking this machine…"):
+            report = diagnose(state.workspace().home, skip=frozenset({"embedder"}))
+    else:
+        report = last_report()
+    if report is None:
+        st.caption("No check has run on this machine yet: press *Check again* (or run `datagen doctor`).")
+        return
+    failed = report.failed
+    when = f"{pd.Timestamp(report.at, unit='s', tz='UTC'):%Y-%m-%d %H:%M} UTC"
+    if failed:
+        st.error(f"{len(failed)} check(s) failed ({when}): " + "; ".join(f.name for f in failed), icon="⚠️")
+    else:
+        st.caption(f"Every check passed ({when}).")
+    rows = pd.DataFrame([{"": MARK[f.status], "check": f.name, "result": f.detail, "fix": f.fix}
+                         for f in report.findings])
+    st.dataframe(rows, hide_index=True, width="stretch")
+
+
 st.title("Project")
 if message := st.session_state.pop(FLASH_KEY, None):
     st.success(message)
@@ -220,3 +247,5 @@ st.divider()
 llm_section()
 st.divider()
 create_section()
+st.divider()
+system_section()

@@ -37,12 +37,21 @@ if ! ls "$WHEELS"/llama_cpp_python-*.whl >/dev/null 2>&1; then
     "$PYTAG" "$(date -u +%FT%TZ)" "$(( $(date +%s) - start ))" > "$WHEELS.partial/BUILD"
   rm -rf "$WHEELS" && mv "$WHEELS.partial" "$WHEELS"   # complete or absent: an interrupted build is redone
 fi
-# The venv's runtime is replaced whenever its key differs from the one asked for (a pip "already satisfied"
-# would otherwise keep a native build installed earlier).
-if [ "$(cat .venv/llama-build-key 2>/dev/null)" != "$KEY" ]; then
+# The venv's runtime is replaced unless it is byte for byte the one built for this key: its marker holds the
+# key and the hash of the installed libraries, so a build that pip or a user installed over it since is noticed.
+installed_hash() {
+  $PY - <<'PY'
+import hashlib, importlib.util, pathlib
+spec = importlib.util.find_spec("llama_cpp")
+lib = pathlib.Path(next(iter(spec.submodule_search_locations))) / "lib" if spec else None
+files = sorted(p for p in lib.glob("*.so*") if not p.is_symlink()) if lib and lib.is_dir() else []
+print(hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest() if files else "none")
+PY
+}
+if [ "$(cat .venv/llama-build-key 2>/dev/null)" != "$KEY $(installed_hash)" ]; then
   $PY -m pip install --quiet --no-index --no-deps --force-reinstall --find-links "$WHEELS" \
     "llama-cpp-python==$LLAMA_VERSION"
   cp "$WHEELS/BUILD" .venv/llama-build
-  echo "$KEY" > .venv/llama-build-key
+  echo "$KEY $(installed_hash)" > .venv/llama-build-key
 fi
 $PY -m pip install --quiet -e '.[dev]'

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,9 @@ from .loopback_server import LoopbackServer
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("DATAGEN_EMBEDDED_IDLE", "60")  # the model server the tests started stops soon after them
+# The tests' own runtime directory: their model server and self-check reports are not the machine's (a studio the
+# user runs keeps its own); the studio subprocesses of the browser tests inherit it and share the tests' server.
+os.environ.setdefault("DATAGEN_RUNTIME_DIR", tempfile.mkdtemp(prefix="datagen-runtime-"))
 
 
 def shared_csv(name: str) -> Path:

@@ -237,3 +237,30 @@ def test_choose_an_endpoint_and_test_the_connection(studio: Studio) -> None:
     button(at, "Use this model").click()
     at.run()
     assert at.session_state["llm_config"].backend == "embedded" and not errors(at)
+
+
+def test_the_system_check_shows_the_latest_report_and_runs_again(studio: Studio, monkeypatch: pytest.MonkeyPatch,
+                                                                 tmp_path: Path) -> None:
+    from datagen_core import doctor
+
+    monkeypatch.setenv("DATAGEN_RUNTIME_DIR", str(tmp_path / "runtime"))  # no report on this "machine" yet
+    at = studio.open_page("pages/project.py")
+    assert "System check" in subheaders(at)
+    assert any("No check has run" in c.value for c in at.caption)
+
+    # what `datagen doctor` (scripts/start.sh) left behind is shown, a failure with its fix
+    failing = doctor.Finding("runtime", "fail", "uses AVX512; this machine cannot run AVX512", "rebuild <b>it</b>")
+    monkeypatch.setattr(doctor, "checks", lambda home: [("python", doctor.check_python), ("runtime", lambda: failing)])
+    doctor.diagnose(studio.home)
+    at = studio.open_page("pages/project.py")
+    assert any("1 check(s) failed" in e and "runtime" in e for e in errors(at))
+    table = at.dataframe[-1].value
+    assert list(table["check"]) == ["python", "runtime"] and table["fix"].iloc[1] == "rebuild <b>it</b>"  # as text
+
+    # "Check again" runs the checks of the studio's home (the embedder skipped: the studio has one loaded)
+    home_only = [("home", lambda: doctor.check_home(studio.home))]
+    monkeypatch.setattr(doctor, "checks", lambda home: home_only)
+    button(at, "Check again").click()
+    at.run()
+    assert not errors(at) and any("Every check passed" in c.value for c in at.caption)
+    assert list(at.dataframe[-1].value["check"]) == ["home"]
