@@ -12,7 +12,7 @@ from rich.markup import escape
 from .cli_options import DEFAULT_HOME, Home, out
 from .doctor import diagnose
 
-_MARK = {"ok": "[green]ok  [/]", "warn": "[yellow]warn[/]", "fail": "[red]fail[/]"}
+_COLOUR = {"ok": "green", "warn": "yellow", "fail": "red"}
 
 
 def doctor_command(
@@ -21,13 +21,13 @@ def doctor_command(
     quick: Annotated[bool, typer.Option("--quick", help="Skip the embedder (saves ~10 s).")] = False,
 ) -> None:
     """Check this machine: Python, CPU, the model runtime's build, the embedded model, the embedder, the home."""
-    findings = diagnose(home, skip=frozenset({"embedder"}) if quick else frozenset()).findings
+    report = diagnose(home, skip=frozenset({"embedder"}) if quick else frozenset())
     if as_json:
-        out.print_json(json.dumps([asdict(f) for f in findings]))
+        out.print_json(json.dumps([asdict(f) for f in report.findings]))
     else:
-        for finding in findings:
-            out.print(f"{_MARK[finding.status]} {finding.name:<9} {escape(finding.detail)}", soft_wrap=True)
-            if finding.fix and finding.status != "ok":
-                out.print(f"               fix: {escape(finding.fix)}", soft_wrap=True)
-    if any(f.status == "fail" for f in findings):
+        for line in report.text().splitlines():
+            status, _, rest = line.partition(" ")
+            mark = _COLOUR.get(status)
+            out.print(f"[{mark}]{status}[/] {escape(rest)}" if mark else escape(line), soft_wrap=True)
+    if report.failed:
         raise typer.Exit(1)

@@ -148,8 +148,8 @@ def check_model() -> Finding:
             started = time.perf_counter()
             await llm.check()
             ready = time.perf_counter()
-            answer = await llm.complete([{"role": "user", "content": "Write two sentences about the sea."}],
-                                        sampling=SamplingParams(temperature=0.0, max_tokens=48), purpose="check")
+            answer = await llm.complete([{"role": "user", "content": "Write a short story about the sea."}],
+                                        sampling=SamplingParams(temperature=0.0, max_tokens=64), purpose="check")
             return ready - started, time.perf_counter() - ready, answer.call.completion_tokens, answer.text
         finally:
             await llm.aclose()
@@ -163,7 +163,7 @@ def check_model() -> Finding:
         return Finding("model", "fail", "the embedded model answered with nothing", "run `bash scripts/setup.sh`")
     state = embedded_runtime().running() or {}
     return Finding("model", "ok", f"SmolLM2-135M-Instruct answers: {tokens} tokens in {answer_s:.2f} s "
-                   f"({tokens / answer_s:.0f} tokens/s with the prompt), ready in {start_s:.1f} s "
+                   f"({tokens / answer_s:.0f} tokens/s, prompt included), ready in {start_s:.1f} s "
                    f"(server pid {state.get('server_pid')}, 127.0.0.1:{state.get('port')})")
 
 
@@ -219,6 +219,16 @@ class Report:
     @property
     def failed(self) -> list[Finding]:
         return [f for f in self.findings if f.status == "fail"]
+
+
+    def text(self) -> str:
+        """The report as `datagen doctor` prints it, one line per check and its fix under a failure."""
+        lines = []
+        for f in self.findings:
+            lines.append(f"{f.status:<4} {f.name:<9} {f.detail}")
+            if f.fix and f.status != "ok":
+                lines.append(f"{'':<14} fix: {f.fix}")
+        return "\n".join(lines)
 
 
 def _report_path() -> Path:

@@ -21,7 +21,6 @@ EMBEDDED = "Embedded (SmolLM2-135M, offline)"
 ENDPOINT = "OpenAI-compatible endpoint"
 FLASH_KEY = "project_flash"
 LLM_PROBLEM_KEY = "project_llm_problem"
-MARK = {"ok": "✅ ok", "warn": "⚠️ warn", "fail": "❌ fail"}
 
 
 def switch_to(name: str) -> None:
@@ -231,9 +230,7 @@ def system_section() -> None:
         st.error(f"{len(failed)} check(s) failed ({when}): " + "; ".join(f.name for f in failed), icon="⚠️")
     else:
         st.caption(f"Every check passed ({when}).")
-    rows = pd.DataFrame([{"": MARK[f.status], "check": f.name, "result": f.detail, "fix": f.fix}
-                         for f in report.findings])
-    st.dataframe(rows, hide_index=True, width="stretch")
+    st.code(report.text(), language=None, wrap_lines=True)
 
 
 st.title("Project")

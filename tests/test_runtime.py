@@ -105,9 +105,9 @@ def test_the_model_is_shared_by_the_processes_of_the_machine() -> None:
     assert int(other_pid) == pid and url == runtime.running()["base_url"]  # type: ignore[index]
 
 
-async def _one_answer(llm: LLM) -> str:
-    completion = await llm.complete([{"role": "user", "content": "Write one sentence about rain."}],
-                                    sampling=SamplingParams(temperature=0.0, max_tokens=40), purpose="test")
+async def _one_answer(llm: LLM, max_tokens: int = 40) -> str:
+    completion = await llm.complete([{"role": "user", "content": "Write a long story about rain."}],
+                                    sampling=SamplingParams(temperature=0.0, max_tokens=max_tokens), purpose="test")
     return completion.text
 
 
@@ -126,8 +126,11 @@ def test_a_native_fault_is_one_line_naming_the_signal(sig: signal.Signals) -> No
     llm = LLM.from_config(LLM_CONFIG, None, use_cache=False)
 
     async def scenario() -> str:
-        first = asyncio.create_task(_one_answer(llm))
-        await asyncio.sleep(0.3)  # the request is being decoded
+        for _ in range(5):  # kill while a request is being decoded (an answer may end before the kill)
+            first = asyncio.create_task(_one_answer(llm, max_tokens=400))
+            await asyncio.sleep(0.3)
+            if not first.done():
+                break
         _kill_server(sig)
         with pytest.raises(LLMFatalError) as failure:
             await first

@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log", required=True, help="the server's output")
     parser.add_argument("--key", default="", help="what this server was started for (model, build, context)")
     parser.add_argument("--n-ctx", type=int, default=2048)
-    parser.add_argument("--threads", type=int, default=max(1, min(os.cpu_count() or 1, 4)))
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--idle", type=float, default=600.0, help="stop after this many seconds without clients")
     return Supervisor(parser.parse_args(argv)).serve()
 
