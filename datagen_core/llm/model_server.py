@@ -114,7 +114,7 @@ class Supervisor:
         return [sys.executable, "-m", "llama_cpp.server", "--model", a.model, "--model_alias", a.alias,
                 "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(a.n_ctx), "--n_batch", "512",
                 "--n_threads", str(a.threads), "--n_threads_batch", str(a.threads),
-                "--interrupt_requests", "false", "--verbose", "false"]
+                "--interrupt_requests", "false", "--logits_all", "false", "--verbose", "false"]
 
     def start(self) -> bool:
         port = free_port()
