@@ -187,3 +187,25 @@ def test_a_killed_model_fails_the_run_and_resume_completes(project: Path, embedd
         assert embedded_runtime().server_pid() not in killed  # a new model process answered the resume
         events = store.cursor().execute("SELECT kind, message FROM events WHERE run_id = ?", [run_id]).fetchall()
         assert any(f"killed by {sig.name}" in str(message) for _, message in events), json.dumps(events)[:500]
+
+
+def test_the_model_server_ignores_the_studios_host_and_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`HOST=0.0.0.0 PORT=8080 bash scripts/start.sh` is for the studio; llama_cpp.server reads the same variables."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        for name, value in {"HOST": "0.0.0.0", "PORT": str(port), "API_KEY": "secret", "N_CTX": "64"}.items():
+            monkeypatch.setenv(name, value)
+        runtime = embedded_runtime()
+        runtime.stop()
+        state = runtime.running() or {"base_url": runtime.ensure(), **(runtime.running() or {})}
+        assert state["port"] != port
+        listening = Path("/proc/net/tcp").read_text().splitlines()[1:]
+        local = {line.split()[1] for line in listening if line.split()[3] == "0A"}  # state LISTEN
+        assert f"0100007F:{state['port']:04X}" in local and f"00000000:{state['port']:04X}" not in local
+    import asyncio
+
+    llm = LLM.from_config(LLM_CONFIG, None, use_cache=False)
+    assert asyncio.run(_one_answer(llm)).strip()  # no key asked, the full context (N_CTX ignored)

@@ -74,6 +74,18 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+#: What the server's process inherits. llama_cpp.server reads its settings from environment variables of the
+#: same names (HOST, PORT, MODEL, API_KEY, ...): `HOST=0.0.0.0 PORT=8080 bash scripts/start.sh`, meant for the
+#: studio, would otherwise move the model server onto the studio's port and every interface.
+_INHERITED = ("PATH", "HOME", "USER", "LANG", "LANGUAGE", "TZ", "TMPDIR", "VIRTUAL_ENV", "PYTHONPATH",
+              "LD_LIBRARY_PATH", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+
+def server_environment() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k in _INHERITED or k.startswith(("LC_", "OMP_", "GGML_"))}
+    return {**env, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+
+
 def _die_with_parent() -> None:
     """In the server's child: end with the supervisor (PR_SET_PDEATHSIG), so no orphaned model lingers."""
     libc = ctypes.CDLL(None, use_errno=True)
@@ -121,7 +133,8 @@ class Supervisor:
         started = time.perf_counter()
         with self.log_path.open("ab") as log:
             self.server = subprocess.Popen(self._command(port), stdin=subprocess.DEVNULL, stdout=log,
-                                           stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+                                           stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
+                                           env=server_environment())
         base_url = f"http://127.0.0.1:{port}/v1"
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:
