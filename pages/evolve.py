@@ -168,7 +168,7 @@ def controls(store: Store, run: RunInfo, snap: JobSnapshot | None, llm_config: L
     active = snap is not None and snap.active
     finished = run.status in ("completed", "stopped") or (snap is not None and snap.state in ("completed", "stopped"))
     can_resume = not active and not finished and run.status in RESUMABLE
-    pause, resume, stop, _ = st.columns([1, 1, 1, 3])
+    pause, resume, stop, _ = st.columns(4)
     if pause.button("Pause", key="evolve_pause", disabled=not active or snap.state not in ("starting", "running")):
         if job is not None:
             job.pause()
@@ -242,16 +242,26 @@ def progress_bars(store: Store, run: RunInfo, snap: JobSnapshot | None) -> None:
         st.caption("Filtered: " + " · ".join(f"{reason} {count}" for reason, count in reasons))
 
 
+def compact(count: float) -> str:
+    """999 -> '999', 7715 -> '7.7k', 4321000 -> '4.3M': a metric that fits its column in a narrow window."""
+    count = int(count)
+    if count < 1000:
+        return str(count)
+    return f"{count / 1000:.1f}k" if count < 1_000_000 else f"{count / 1_000_000:.1f}M"
+
+
 def usage_metrics(store: Store, run: RunInfo, snap: JobSnapshot | None) -> None:
     usage = store.run_usage(run.id)
     calls, attempts = int(usage["calls"]), int(usage["attempts"])
-    cols = st.columns(6)
-    cols[0].metric("Job", snap.state if snap is not None else "no live job")
+    cols = [*st.columns(3), *st.columns(3)]  # two rows: six metrics side by side do not fit a narrow window
+    cols[0].metric("Job", snap.state if snap is not None else "idle",
+                   help=None if snap is not None else "No job of this studio runs this run now.")
     cols[1].metric("LLM calls", calls, help="Answered from the cache: "
                    f"{int(usage['cached_calls'])}")
     cols[2].metric("Failed calls", int(usage["failed_calls"]))
     cols[3].metric("Retries", max(attempts - calls, 0), help="Extra attempts after 429s, 5xx and timeouts.")
-    cols[4].metric("Tokens in / out", f"{int(usage['prompt_tokens'])} / {int(usage['completion_tokens'])}")
+    cols[4].metric("Tokens", compact(usage["prompt_tokens"] + usage["completion_tokens"]),
+                   help=f"{int(usage['prompt_tokens']):,} in (prompts), {int(usage['completion_tokens']):,} out")
     if snap is not None and snap.seconds > 0:
         cols[5].metric("Offspring / s", f"{snap.landed / snap.seconds:.2f}", help=f"{snap.seconds:.0f} s running")
 
