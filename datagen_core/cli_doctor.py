@@ -25,9 +25,8 @@ def doctor_command(
     if as_json:
         out.print_json(json.dumps([asdict(f) for f in report.findings]))
     else:
-        for line in report.text().splitlines():
-            status, _, rest = line.partition(" ")
-            mark = _COLOUR.get(status)
-            out.print(f"[{mark}]{status}[/] {escape(rest)}" if mark else escape(line), soft_wrap=True)
+        for status, rest in report.lines():
+            mark = f"[{_COLOUR[status]}]{status:<4}[/]" if status else " " * 4
+            out.print(f"{mark} {escape(rest)}", soft_wrap=True)
     if report.failed:
         raise typer.Exit(1)

@@ -135,35 +135,22 @@ def check_cpu() -> Finding:
 
 def check_model() -> Finding:
     """Start (or find) the embedded server and time one short answer: start-up, then tokens per second."""
-    import asyncio
-
-    from .config import LLMConfig, SamplingParams
+    from .config import LLMConfig
     from .errors import LLMError
-    from .llm import LLM
     from .llm.embedded import embedded_runtime
-
-    async def probe() -> tuple[float, float, int, str]:
-        llm = LLM.from_config(LLMConfig(backend="embedded", max_in_flight=1), None, max_retries=1, use_cache=False)
-        try:
-            started = time.perf_counter()
-            await llm.check()
-            ready = time.perf_counter()
-            answer = await llm.complete([{"role": "user", "content": "Write a short story about the sea."}],
-                                        sampling=SamplingParams(temperature=0.0, max_tokens=64), purpose="check")
-            return ready - started, time.perf_counter() - ready, answer.call.completion_tokens, answer.text
-        finally:
-            await llm.aclose()
+    from .llm.facade import probe
 
     try:
-        start_s, answer_s, tokens, text = asyncio.run(probe())
+        answer = probe(LLMConfig(backend="embedded", max_in_flight=1), "Write a short story about the sea.", 64)
     except LLMError as exc:
         return Finding("model", "fail", f"the embedded model does not answer: {exc}",
                        "run `bash scripts/setup.sh`, then `datagen doctor` again")
-    if not text.strip() or tokens == 0:
+    tokens = answer.completion_tokens
+    if not answer.text.strip() or tokens == 0:
         return Finding("model", "fail", "the embedded model answered with nothing", "run `bash scripts/setup.sh`")
     state = embedded_runtime().running() or {}
-    return Finding("model", "ok", f"SmolLM2-135M-Instruct answers: {tokens} tokens in {answer_s:.2f} s "
-                   f"({tokens / answer_s:.0f} tokens/s, prompt included), ready in {start_s:.1f} s "
+    return Finding("model", "ok", f"{answer.model} answers: {tokens} tokens in {answer.answer_s:.2f} s "
+                   f"({tokens / answer.answer_s:.0f} tokens/s, prompt included), ready in {answer.ready_s:.1f} s "
                    f"(server pid {state.get('server_pid')}, 127.0.0.1:{state.get('port')})")
 
 
@@ -221,14 +208,18 @@ class Report:
         return [f for f in self.findings if f.status == "fail"]
 
 
-    def text(self) -> str:
-        """The report as `datagen doctor` prints it, one line per check and its fix under a failure."""
-        lines = []
+    def lines(self) -> list[tuple[Status | None, str]]:
+        """One line per check (its status, the rest) and, under a check that is not ok, its fix (no status)."""
+        lines: list[tuple[Status | None, str]] = []
         for f in self.findings:
-            lines.append(f"{f.status:<4} {f.name:<9} {f.detail}")
+            lines.append((f.status, f"{f.name:<9} {f.detail}"))
             if f.fix and f.status != "ok":
-                lines.append(f"{'':<14} fix: {f.fix}")
-        return "\n".join(lines)
+                lines.append((None, f"{'':<9} fix: {f.fix}"))
+        return lines
+
+    def text(self) -> str:
+        """The report as `datagen doctor` prints it."""
+        return "\n".join(f"{status or '':<4} {rest}" for status, rest in self.lines())
 
 
 def _report_path() -> Path:

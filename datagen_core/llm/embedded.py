@@ -268,13 +268,12 @@ class EmbeddedBackend(OpenAIBackend):
     def _structured(self, kwargs: dict[str, Any], schema: dict[str, Any]) -> None:
         kwargs.setdefault("extra_body", {})["grammar"] = schema_grammar(json.dumps(schema, sort_keys=True))
 
-    async def _named_death(self, error: Exception) -> None:
-        """Raise the server's cause of death when it is gone, else `error` itself."""
+    async def _fatal_if_gone(self) -> None:
+        """After a failed request: raise the server's cause of death when it is gone (else the caller re-raises)."""
         reason = await asyncio.to_thread(self.runtime.failure)
         if reason is not None:
             raise LLMFatalError(f"{reason}; everything stored is kept, and the next run or `--resume` "
                                 "starts the model again") from None
-        raise error
 
     async def complete(
         self, messages: list[dict[str, str]], sampling: SamplingParams, schema: dict[str, Any] | None, seed: int
@@ -283,14 +282,14 @@ class EmbeddedBackend(OpenAIBackend):
         try:
             return await super().complete(messages, sampling, schema, seed)
         except TransientBackendError as exc:
-            if not exc.connection:
-                raise
-            await self._named_death(exc)
-            raise  # unreachable: _named_death raises
+            if exc.connection:
+                await self._fatal_if_gone()
+            raise
 
     async def check(self) -> None:
         await self._connect()
         try:
             await super().check()
-        except LLMFatalError as exc:
-            await self._named_death(TransientBackendError(str(exc)))
+        except LLMFatalError:
+            await self._fatal_if_gone()
+            raise

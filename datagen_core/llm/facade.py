@@ -227,22 +227,42 @@ class LLM:
         await self.backend.aclose()
 
 
-def check_connection(config: LLMConfig) -> str:
-    """Ask the configured model for one short answer; a line for the user, or LLMFatalError saying why not."""
+@dataclass(frozen=True)
+class Probe:
+    """One answer from a model, timed: how long it took to become ready (connect, start a local server) and
+    then to answer."""
 
-    async def probe() -> str:
+    model: str
+    text: str
+    ready_s: float
+    answer_s: float
+    completion_tokens: int
+
+
+def probe(config: LLMConfig, prompt: str = "Reply with the word OK.", max_tokens: int = 4) -> Probe:
+    """Ask the configured model one short question, uncached; LLMFatalError (or LLMError) says why it cannot."""
+
+    async def ask() -> Probe:
         llm = LLM.from_config(config, None, max_retries=1, use_cache=False)
-        started = time.perf_counter()
         try:
+            started = time.perf_counter()
             await llm.check()
-            answer = await llm.complete([{"role": "user", "content": "Reply with the word OK."}],
-                                        sampling=SamplingParams(temperature=0.0, max_tokens=4), purpose="check")
+            ready = time.perf_counter()
+            answer = await llm.complete([{"role": "user", "content": prompt}],
+                                        sampling=SamplingParams(temperature=0.0, max_tokens=max_tokens),
+                                        purpose="check")
+            return Probe(llm.model, answer.text, ready - started, time.perf_counter() - ready,
+                         answer.call.completion_tokens)
         finally:
             await llm.aclose()
-        seconds = time.perf_counter() - started
-        return f"{llm.model} answered {answer.text.strip()[:40]!r} in {seconds:.1f} s"
 
-    return asyncio.run(probe())
+    return asyncio.run(ask())
 
 
-__all__ = ["LLM", "Completion", "LLMError", "LLMFatalError", "check_connection", "make_backend"]
+def check_connection(config: LLMConfig) -> str:
+    """Ask the configured model for one short answer; a line for the user, or LLMFatalError saying why not."""
+    answer = probe(config)
+    return f"{answer.model} answered {answer.text.strip()[:40]!r} in {answer.ready_s + answer.answer_s:.1f} s"
+
+
+__all__ = ["LLM", "Completion", "LLMError", "LLMFatalError", "Probe", "check_connection", "make_backend", "probe"]
