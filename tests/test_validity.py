@@ -294,9 +294,14 @@ def test_a_model_that_only_answers_the_label_stops_the_label_with_one_message(ho
         summary = run_generation(store, llm_config, run_id, embedder=embedder)
         assert summary.status == "completed" and summary.progress["HUM"].exhausted
         assert store.kept_counts(run_id) == {} and set(store.filtered_counts(run_id)) == {"label_name"}
-        assert 4 <= store.filtered_counts(run_id)["label_name"] <= 4 + 2  # what was in flight still lands
-        messages = store.events(run_id)["message"]
-        assert messages.str.contains(r"4 answers in a row were filtered \(last: label_name\)").sum() == 1
+        assert store.filtered_counts(run_id)["label_name"] >= 4
+        events = store.events(run_id)
+        stopped = events[events["message"].str.contains(r"4 answers in a row were filtered \(last: label_name\)")]
+        assert len(stopped) == 1
+        # What was already asked still lands (how much depends on the machine's speed), but nothing is asked for
+        # the label once it is stopped.
+        asked = store.samples(run_id=run_id, include_filtered=True)["requested_at"]
+        assert (asked <= stopped["created_at"].iloc[0]).all()
 
 
 def test_a_correction_that_is_degenerate_does_not_count(home: Path, embedder: Embedder) -> None:
