@@ -209,3 +209,32 @@ def test_the_model_server_ignores_the_studios_host_and_port(monkeypatch: pytest.
 
     llm = LLM.from_config(LLM_CONFIG, None, use_cache=False)
     assert asyncio.run(_one_answer(llm)).strip()  # no key asked, the full context (N_CTX ignored)
+
+
+def test_the_installed_runtime_is_the_keyed_build() -> None:
+    """scripts/setup.sh's marker: the key of the wheel it installed and a hash of the libraries it put there."""
+    import hashlib
+
+    marker = Path(sys.prefix) / "llama-build-key"
+    if not marker.exists():
+        pytest.skip("the runtime was not installed by scripts/setup.sh")
+    key, installed = marker.read_text().split()
+    files = sorted(p for p in (runtime_package_dir() / "lib").glob("*.so*") if not p.is_symlink())
+    assert hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest() == installed, \
+        "the installed llama-cpp-python is not the build scripts/setup.sh recorded: run it again"
+    assert len(key) == 16 and build_record()["cmake_args"]
+
+
+def test_an_unused_server_stops_after_its_idle_time(tmp_path: Path) -> None:
+    env = {**os.environ, "DATAGEN_RUNTIME_DIR": str(tmp_path), "DATAGEN_EMBEDDED_IDLE": "2"}
+    code = "from datagen_core.llm.embedded import embedded_runtime as r; r().ensure(); print(r().state_path)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env,
+                          check=True)
+    state_path = Path(done.stdout.strip())
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # the client exited: nobody holds the lease any more
+        state = json.loads(state_path.read_text())
+        if state["status"] != "ready":
+            break
+        time.sleep(0.2)
+    assert state["status"] == "stopped" and state["reason"] == "idle for 2 s", state
