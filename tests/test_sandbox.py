@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from datagen_core import sandbox
-from datagen_core.sandbox import SandboxResult, run_python
+from datagen_core.checks import sandbox, sandbox_child
+from datagen_core.checks.sandbox import SandboxResult, run_python
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox's limits are Linux's")
 
@@ -119,6 +119,24 @@ def test_a_syntax_error_is_an_error() -> None:
     result = run_python("raise ValueError('no answer')")
     assert result.reason == "error" and "ValueError: no answer" in result.detail
     assert "_main" not in result.stderr  # the traceback shows the code, not the bootstrap
+
+
+def test_the_code_compiles_as_written_not_with_the_bootstraps_future_flags() -> None:
+    result = run_python("def f(x: int) -> None:\n    pass\nprint(f.__annotations__['x'] is int)")
+    assert result.ok and result.answer == "True", result.stderr
+
+
+def test_the_status_pipe_carries_one_line_per_report() -> None:
+    """The child's own module, imported here: a report is one line, the parent keeps the first of each kind."""
+    line = sandbox_child.status_line("forbidden", "open: /etc/passwd\n(write)\tnow")
+    assert line == b"forbidden\topen: /etc/passwd (write) now\n"
+    assert sandbox_child.status_line("layers") == b"layers\t\n"
+    assert len(sandbox_child.status_line("note", "x" * 5000)) == len("note\t") + 1000 + 1
+    raw = (sandbox_child.status_line("layers", "rlimits,audit_hook") + sandbox_child.status_line("disk", "first")
+           + sandbox_child.status_line("disk", "second") + "syntax\tSyntaxError: é".encode() + b"\xff")
+    assert sandbox_child.parse_status(raw) == {"layers": "rlimits,audit_hook", "disk": "first",
+                                               "syntax": "SyntaxError: é\ufffd"}
+    assert sandbox_child.parse_status(b"") == {}
 
 
 def test_minimal_environment_and_a_deleted_private_directory(monkeypatch: pytest.MonkeyPatch) -> None:
