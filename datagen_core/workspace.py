@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import Label, ProjectSpec
-from .demo import DEMO_PROJECT, ensure_demo_project
-from .embed import Embedder
-from .errors import DatagenError
-from .evaluation_jobs import EvaluationJobs
-from .jobs import RunManager
-from .store import Store, project_path
+from datagen_core.config import Label, ProjectSpec
+from datagen_core.demo import DEMO_PROJECT, ensure_demo_project
+from datagen_core.embed import Embedder
+from datagen_core.engine.jobs import RunManager
+from datagen_core.errors import DatagenError
+from datagen_core.evaluation.jobs import EvaluationJobs
+from datagen_core.store import Store, project_path
 
 
 class Workspace:

@@ -7,11 +7,11 @@ from collections.abc import Callable
 
 import pytest
 
-from datagen_core.downstream import ProgressFn
 from datagen_core.embed import Embedder
 from datagen_core.errors import DatagenError
-from datagen_core.evaluation import REAL, Evaluation, Evaluator
-from datagen_core.evaluation_jobs import EvaluationJobs, JobStep
+from datagen_core.evaluation.evaluator import REAL, Evaluation, Evaluator
+from datagen_core.evaluation.jobs import EvaluationJobs, JobStep
+from datagen_core.evaluation.trainers import ProgressFn
 from datagen_core.store import Store
 
 from . import test_evaluation

@@ -10,9 +10,9 @@ import pytest
 
 from datagen_core.config import LLMConfig, RunConfig, SamplingParams
 from datagen_core.embed import Embedder
+from datagen_core.engine.jobs import RunJob, RunManager
+from datagen_core.engine.runner import start_run
 from datagen_core.errors import DatagenError
-from datagen_core.jobs import RunJob, RunManager
-from datagen_core.runner import start_run
 from datagen_core.store import Store
 
 from .conftest import loopback_config, make_project

@@ -8,17 +8,16 @@ two jobs would train the same models twice and race on the same cache keys.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from .downstream import ProgressFn
-from .embed import Embedder
-from .errors import DatagenError
-from .evaluation import Evaluation, Evaluator
-from .store import Store
+from datagen_core.embed import Embedder
+from datagen_core.engine.background import BackgroundJob, JobManager, error_line
+from datagen_core.errors import DatagenError
+from datagen_core.evaluation.evaluator import Evaluation, Evaluator
+from datagen_core.evaluation.trainers import ProgressFn
+from datagen_core.store import Store
 
 EvaluationState = Literal["running", "completed", "failed", "cancelled"]
 
@@ -56,65 +55,52 @@ class EvaluationSnapshot:
         return min((self.done + self.fraction) / self.total, 1.0) if self.total else 1.0
 
 
-class EvaluationJob:
+class EvaluationJob(BackgroundJob[EvaluationState, EvaluationSnapshot]):
     """Runs `steps` in order in a daemon thread with one `Evaluator`; `cancel()` stops between steps."""
 
     def __init__(self, store: Store, embedder: Embedder, steps: Sequence[JobStep], job_id: int = 0) -> None:
+        super().__init__("running", thread_name=f"evaluation-{store.path.stem}")
         self.id = job_id
         self.store = store
         self.embedder = embedder
         self.steps = tuple(steps)
-        self._lock = threading.Lock()
-        self._state: EvaluationState = "running"
         self._done = 0
         self._step: str | None = None
         self._fraction = 0.0
         self._message = ""
-        self._error: str | None = None
         self._results: list[Evaluation] = []
-        self._started = time.monotonic()
-        self._ended: float | None = None
-        self._cancel = threading.Event()
-        self._thread = threading.Thread(target=self._work, name=f"evaluation-{store.path.stem}", daemon=True)
 
     def start(self) -> None:
-        self._thread.start()
+        """Start the steps; a job runs once (a new computation is a new job)."""
+        with self._lock:
+            if self._thread is None:
+                self._start_thread("running")
 
     def cancel(self) -> None:
         """Stop after the step in progress (a training cannot be interrupted; its result is still cached)."""
-        self._cancel.set()
+        self._stop.set()
 
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until the thread ends; True when it has."""
-        if self._thread.ident is not None:
-            self._thread.join(timeout)
-        return not self._thread.is_alive()
-
-    def _work(self) -> None:
+    def _work(self) -> EvaluationState:
         evaluator = Evaluator(self.store, self.embedder)
-        final: EvaluationState = "completed"
         for step in self.steps:
-            if self._cancel.is_set():
-                final = "cancelled"
-                break
+            if self._stop.is_set():
+                return "cancelled"
             with self._lock:
                 self._step, self._fraction, self._message = step.title, 0.0, "starting"
-            try:
-                result = step.run(evaluator, self._progress)
-            except DatagenError as exc:
-                final, error = "failed", f"{step.title}: {exc}"
-            except Exception as exc:  # a bug must not vanish with the thread: show it on the page
-                final, error = "failed", f"{step.title}: {type(exc).__name__}: {exc}"
-            else:
-                with self._lock:
-                    self._results.append(result)
-                    self._done += 1
-                continue
+            result = step.run(evaluator, self._progress)
             with self._lock:
-                self._error = error
-            break
-        with self._lock:
-            self._state, self._step, self._ended = final, None, time.monotonic()
+                self._results.append(result)
+                self._done += 1
+        return "completed"
+
+    def _describe(self, exc: Exception) -> str:
+        """The failed step's title, then what went wrong."""
+        line = error_line(exc)
+        return f"{self._step}: {line}" if self._step is not None else line
+
+    def _settle(self, ended: EvaluationState | None) -> EvaluationState:
+        self._step = None
+        return ended or "failed"
 
     def _progress(self, fraction: float, message: str) -> None:
         with self._lock:
@@ -122,49 +108,39 @@ class EvaluationJob:
 
     def snapshot(self) -> EvaluationSnapshot:
         with self._lock:
-            end = self._ended if self._ended is not None else time.monotonic()
             return EvaluationSnapshot(
                 state=self._state, done=self._done, total=len(self.steps), step=self._step, fraction=self._fraction,
-                message=self._message, error=self._error, results=tuple(self._results),
-                seconds=end - self._started, cancelling=self._state == "running" and self._cancel.is_set(),
+                message=self._message, error=self._error, results=tuple(self._results), seconds=self._elapsed(),
+                cancelling=self._state == "running" and self._stop.is_set(),
             )
 
 
-class EvaluationJobs:
+class EvaluationJobs(JobManager[str, EvaluationJob]):
     """The latest evaluation job of each project file in this process; safe to call from any thread."""
 
+    SHUTDOWN_TIMEOUT = 120.0  # a shutdown waits for the step in progress: a fine-tune takes about a minute
+
     def __init__(self, embedder: Embedder) -> None:
+        super().__init__()
         self.embedder = embedder
-        self._jobs: dict[str, EvaluationJob] = {}
         self._count = 0
-        self._lock = threading.Lock()
 
     def start(self, store: Store, steps: Sequence[JobStep]) -> EvaluationJob:
         """Start computing `steps` in the background; refused while this project's last job still runs."""
         if not steps:
             raise DatagenError("nothing to compute: every result for these settings is cached")
-        with self._lock:
-            current = self._jobs.get(str(store.path))
-            if current is not None and current.snapshot().active:
-                snap = current.snapshot()
+
+        def choose(current: EvaluationJob | None) -> EvaluationJob:
+            if current is not None and (snap := current.snapshot()).active:
                 raise DatagenError(f"an evaluation of this project is already running (step {snap.done + 1} of "
                                    f"{snap.total}); wait for it or cancel it first")
             self._count += 1
-            job = EvaluationJob(store, self.embedder, steps, job_id=self._count)
-            self._jobs[str(store.path)] = job
+            return EvaluationJob(store, self.embedder, steps, job_id=self._count)
+
+        job = self._claim(str(store.path), choose)
         job.start()
         return job
 
     def job(self, store: Store) -> EvaluationJob | None:
         """This project's latest job, running or finished; None if none started in this process."""
-        with self._lock:
-            return self._jobs.get(str(store.path))
-
-    def shutdown(self, timeout: float = 120.0) -> None:
-        """Cancel every job and wait for the step in progress (process exit, tests)."""
-        with self._lock:
-            jobs = list(self._jobs.values())
-        for job in jobs:
-            job.cancel()
-        for job in jobs:
-            job.wait(timeout)
+        return self._get(str(store.path))
