@@ -7,7 +7,7 @@
 Builds a project from TREC coarse: `--seeds` real questions per label are the seeds the generator sees,
 the next `--heldout` per label are held-out test data it never sees. Generates `--per-label` kept samples
 per label with each method (skipped when `--home` already holds a completed run of that method, so the
-evaluation can be repeated with other trainers), then measures every run with `datagen_core.evaluation`
+evaluation can be repeated with other trainers), then measures every run with `datagen_core.evaluation.evaluator`
 (the same code as `datagen eval` and the Metrics page; results are cached in the project): intrinsic
 metrics, downstream micro/macro-F1 trained on synthetic only, on real seeds only, on both mixed, and a
 scale curve. The project stays in `--home` and can be opened in the studio
@@ -31,10 +31,11 @@ sys.path.insert(0, str(ROOT))
 
 import pandas as pd  # noqa: E402
 
-from datagen_core.config import FewShotOptions, Gene, Label, LLMConfig, ProjectSpec, RunConfig  # noqa: E402
+from datagen_core.config import Gene, Label, LLMConfig, ProjectSpec, RunConfig  # noqa: E402
 from datagen_core.embed import Embedder  # noqa: E402
-from datagen_core.evaluation import REAL, Evaluation, Evaluator, comparison_table  # noqa: E402
-from datagen_core.runner import run_generation, start_run  # noqa: E402
+from datagen_core.engine.runner import run_generation, start_run  # noqa: E402
+from datagen_core.evaluation.evaluator import REAL, Evaluation, Evaluator, comparison_table  # noqa: E402
+from datagen_core.methods.few_shot import FewShotOptions  # noqa: E402
 from datagen_core.store import Store, project_path  # noqa: E402
 
 TREC = ROOT.parent / "shared" / "data" / "trec_coarse.csv"
@@ -42,7 +43,7 @@ GENES = ("length", "subtopic", "style", "wh-word")
 OVERRIDES: dict[str, dict[str, object]] = {
     "genetic": {"method": "genetic"},
     "zero_shot": {"method": "zero_shot"},
-    "few_shot": {"method": "few_shot", "few_shot": FewShotOptions(k=3)},
+    "few_shot": {"method": "few_shot", "options": FewShotOptions(k=3)},
     "datagen": {"method": "datagen"},
 }
 
@@ -126,8 +127,8 @@ def main() -> None:
                 results.append(evaluator.downstream(run_id, trainer, mode="mixed", mix_ratio=args.mix_ratio,
                                                     seed=args.seed))
                 if args.scale:
-                    curves[(method, trainer_name)] = evaluator.scale_curve(
-                        run_id, trainer, [int(n) for n in args.scale.split(",")], seed=args.seed)
+                    curves[(method, trainer_name)] = [evaluator.downstream(run_id, trainer, per_label=n, seed=args.seed)
+                                                      for n in sorted({int(n) for n in args.scale.split(",")})]
         table = comparison_table(results)
         table["subject"] = table["subject"].map({REAL: "real seeds", **{r: m for m, r in runs.items()}})
         usage = {m: store.run_usage(r) for m, r in runs.items()}

@@ -34,19 +34,13 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from datagen_core.config import (  # noqa: E402
-    FewShotOptions,
-    Gene,
-    GeneticOptions,
-    Label,
-    LLMConfig,
-    ProjectSpec,
-    RunConfig,
-)
+from datagen_core.config import Gene, Label, LLMConfig, ProjectSpec, RunConfig  # noqa: E402
 from datagen_core.embed import Embedder  # noqa: E402
-from datagen_core.evaluation import REAL, TextSet, intrinsic_metrics  # noqa: E402
-from datagen_core.proposals import propose_attribute_values, propose_topics, save_values  # noqa: E402
-from datagen_core.runner import run_generation, start_run  # noqa: E402
+from datagen_core.engine.runner import run_generation, start_run  # noqa: E402
+from datagen_core.evaluation.evaluator import REAL, TextSet, intrinsic_metrics  # noqa: E402
+from datagen_core.methods.few_shot import FewShotOptions  # noqa: E402
+from datagen_core.methods.genetic import GeneticOptions  # noqa: E402
+from datagen_core.proposals.values import propose_attribute_values, propose_topics, save_values  # noqa: E402
 from datagen_core.store import Store  # noqa: E402
 
 TREC = ROOT.parent / "shared" / "data" / "trec_coarse.csv"
@@ -55,13 +49,13 @@ GENES = ("length", "subtopic", "style", "wh-word")
 # (row name, RunConfig overrides); the genetic rows get the CLI's worked example on the embedded model
 METHODS: list[tuple[str, dict[str, object]]] = [
     ("genetic", {"method": "genetic"}),
-    ("genetic random parents", {"method": "genetic", "genetic": GeneticOptions(parent_selection="random")}),
-    ("genetic no mutation", {"method": "genetic", "genetic": GeneticOptions(mutation=False)}),
-    ("genetic word genes", {"method": "genetic", "genetic": GeneticOptions(word_genes=True)}),
+    ("genetic random parents", {"method": "genetic", "options": GeneticOptions(parent_selection="random")}),
+    ("genetic no mutation", {"method": "genetic", "options": GeneticOptions(mutation=False)}),
+    ("genetic word genes", {"method": "genetic", "options": GeneticOptions(word_genes=True)}),
     ("zero_shot", {"method": "zero_shot"}),
-    ("few_shot k=1", {"method": "few_shot", "few_shot": FewShotOptions(k=1)}),
-    ("few_shot k=3", {"method": "few_shot", "few_shot": FewShotOptions(k=3)}),
-    ("few_shot k=5", {"method": "few_shot", "few_shot": FewShotOptions(k=5)}),
+    ("few_shot k=1", {"method": "few_shot", "options": FewShotOptions(k=1)}),
+    ("few_shot k=3", {"method": "few_shot", "options": FewShotOptions(k=3)}),
+    ("few_shot k=5", {"method": "few_shot", "options": FewShotOptions(k=5)}),
     ("topic", {"method": "topic"}),
     ("attrprompt", {"method": "attrprompt"}),
     ("datagen", {"method": "datagen"}),

@@ -19,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datagen_core.selection import ApproxFarthestPairSelector, FarthestPairSelector, ParentSelector
+from datagen_core.engine.selection import ApproxFarthestPairSelector, FarthestPairSelector, ParentSelector
 
 CLUSTERS = 20
 SPREAD = 1.0  # noise scale relative to the cluster centres' per-coordinate scale

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Literal, get_args
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, SerializeAsAny, field_validator, model_validator
+
+from datagen_core.registry import CHECKS, METHODS, Options
 
 _PROJECT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -152,16 +154,7 @@ class LLMConfig(Frozen):
         return EMBEDDED_SAMPLING if self.backend == "embedded" else SamplingParams()
 
 
-class GeneticOptions(Frozen):
-    """Options of the Genetic Prompt method, including the paper's ablations."""
-
-    parent_selection: Literal["farthest", "random"] = "farthest"
-    mutation: bool = True
-    word_genes: bool = Field(default=False, description="ablation: the genes are words of the parents, not attributes")
-    approx_above: int = Field(default=20_000, ge=2, description="population size above which selection is approximate")
-
-
-def _clean_values(values: tuple[str, ...]) -> tuple[str, ...]:
+def clean_values(values: tuple[str, ...]) -> tuple[str, ...]:
     """Whitespace-normalised, blank-free, case-insensitively unique values in their given order."""
     kept: dict[str, str] = {}
     for value in values:
@@ -187,101 +180,76 @@ class ValueSet(Frozen):
     @field_validator("items")
     @classmethod
     def _clean_items(cls, items: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
-        cleaned = {" ".join(key.split()): _clean_values(values) for key, values in items.items()}
+        cleaned = {" ".join(key.split()): clean_values(values) for key, values in items.items()}
         return {key: values for key, values in cleaned.items() if key and values}
 
 
-class FewShotOptions(Frozen):
-    """One-shot (k=1) and few-shot (the paper's k=3, 5): k real examples of the label per call."""
-
-    k: int = Field(default=3, ge=1, le=10)
-
-
-class TopicOptions(Frozen):
-    """The topics a zero-shot-topic run samples from, copied from the store when the run is prepared.
-
-    Kept in the run's config (not only referenced by version) so the run is self-describing and a resume
-    samples from exactly the same topics even after the user edits them.
-    """
-
-    version: int | None = None
-    topics: dict[str, tuple[str, ...]] = Field(default_factory=dict)
-
-    @field_validator("topics")
-    @classmethod
-    def _clean(cls, topics: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
-        return {label: _clean_values(values) for label, values in topics.items() if _clean_values(values)}
-
-
-class AttrPromptOptions(Frozen):
-    """The attribute values an AttrPrompt run samples from (one value per attribute per call), copied like topics."""
-
-    version: int | None = None
-    values: dict[str, tuple[str, ...]] = Field(default_factory=dict)
-
-    @field_validator("values")
-    @classmethod
-    def _clean(cls, values: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
-        return {name: _clean_values(vals) for name, vals in values.items() if _clean_values(vals)}
-
-
-class DataGenOptions(Frozen):
-    """DataGen-style generation: diverse few-shot examples, a dataset description, several items per call."""
-
-    items_per_call: int = Field(default=5, ge=1, le=20)
-    examples: int = Field(default=3, ge=1, le=10)
-    selection: Literal["greedy", "kmeans"] = Field(
-        default="greedy", description="greedy cosine threshold raised by 0.05 until enough, or one per k-means cluster"
-    )
-    description: str = Field(default="", description="what the dataset is for; the project's task when empty")
-
-
-MethodName = Literal["genetic", "zero_shot", "few_shot", "topic", "attrprompt", "datagen"]
-METHOD_NAMES: tuple[str, ...] = get_args(MethodName)
-
-InRunCheckName = Literal["reflection", "math", "facts", "difficulty"]
-IN_RUN_CHECKS: tuple[str, ...] = get_args(InRunCheckName)
-#: Modules that cannot judge a batch of fresh offspring on its own, and what to use instead.
-_NOT_IN_RUN = {
-    "dedup": "use the in-run group check (dedup_distance, `--dedup`) instead",
-    "debias": "it looks for shortcuts across the whole dataset: apply it afterwards with `datagen check`",
-}
+def _plugin_options(registry: Any, name: object, data: dict[str, Any], legacy: dict[str, Any]) -> Any:
+    """`data` with `options` validated by the named plug-in's own model. `legacy` holds what a config written
+    before options moved into one field said (runs are stored as JSON and must keep loading)."""
+    if not isinstance(name, str) or name not in registry:
+        return data
+    options = data.get("options", legacy)
+    if not isinstance(options, Options):
+        options = registry.get(name).Options.model_validate(options or {})
+    return {**data, "options": options}
 
 
 class CheckSpec(Frozen):
-    """A quality module the run applies to each batch of fresh offspring, with the options it reads.
+    """A check the run applies to each batch of fresh offspring, with the options it reads."""
 
-    `rounds` is read by reflection; `mode` by math (flag or correct) and facts (correct = rewrite a
-    contradicted item instead of rejecting it); difficulty has no options here.
-    """
+    name: str
+    options: SerializeAsAny[Options]
 
-    name: InRunCheckName
-    rounds: int = Field(default=5, ge=1, le=10, description="reflection: judge/rewrite rounds at most")
-    mode: Literal["flag", "correct"] = Field(default="flag", description="math, facts: flag or correct")
-
-    @field_validator("name", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _in_run_module(cls, name: object) -> object:
-        if isinstance(name, str) and name in _NOT_IN_RUN:
-            raise ValueError(f"the {name} check cannot run in-run: {_NOT_IN_RUN[name]}")
-        if name not in IN_RUN_CHECKS:
-            raise ValueError(f"unknown in-run check {name!r}; use one of {', '.join(IN_RUN_CHECKS)}")
-        return name
+    def _options_of_the_check(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        name = data.get("name")
+        if name not in CHECKS:
+            raise ValueError(f"unknown in-run check {name!r}; use one of {', '.join(in_run_check_names())}")
+        reason = CHECKS.get(name).not_in_run
+        if reason:
+            raise ValueError(f"the {name} check cannot run in-run: {reason}")
+        if "options" in data:
+            return _plugin_options(CHECKS, name, data, {})
+        # Keyword form (CheckSpec(name="math", mode="correct")) and configs stored before `options`: the keys
+        # the check declares are its options; a stored spec also carries other checks' keys, ignored.
+        fields = CHECKS.get(name).Options.model_fields
+        given = {key: value for key, value in data.items() if key != "name"}
+        unknown = [key for key in given if key not in fields and key not in _LEGACY_CHECK_KEYS]
+        if unknown:
+            raise ValueError(f"the {name} check has no option(s) {unknown}; it reads {list(fields) or 'none'}")
+        return {"name": name, "options": CHECKS.get(name).Options.model_validate(
+            {key: value for key, value in given.items() if key in fields})}
+
+
+#: Keys every check spec carried before options moved into one field (a stored run's spec has all of them).
+_LEGACY_CHECK_KEYS = ("rounds", "mode")
+
+
+def in_run_check_names() -> tuple[str, ...]:
+    """The checks a run may apply to fresh offspring (the group check is `dedup_distance`, see RunConfig)."""
+    return tuple(name for name, check in CHECKS.items() if not check.not_in_run)
+
+
+#: Per-method option fields of configs stored before options moved into one field.
+_LEGACY_METHOD_KEYS = ("genetic", "zero_shot", "few_shot", "topic", "attrprompt", "datagen")
 
 
 class RunConfig(Frozen):
-    """Everything that determines a run; stored with the run so it can be resumed and compared."""
+    """Everything that determines a run; stored with the run so it can be resumed and compared.
 
-    method: MethodName = "genetic"
+    `options` is the method's own options model (see its plug-in), validated against the method named.
+    """
+
+    method: str = "genetic"
+    options: SerializeAsAny[Options]
     per_label: int = Field(ge=1, le=1_000_000)
     labels: tuple[str, ...] = ()
     seed: int
     sampling: SamplingParams
-    genetic: GeneticOptions = GeneticOptions()
-    few_shot: FewShotOptions = FewShotOptions()
-    topic: TopicOptions = TopicOptions()
-    attrprompt: AttrPromptOptions = AttrPromptOptions()
-    datagen: DataGenOptions = DataGenOptions()
     max_chars: int = Field(default=1000, ge=10, description="longer outputs are filtered as too_long")
     worked_example: bool = Field(
         default=False,
@@ -294,8 +262,23 @@ class RunConfig(Frozen):
     )
     max_failures: int = Field(default=50, ge=1, description="consecutive failed calls before the run stops")
     checks: tuple[CheckSpec, ...] = Field(
-        default=(), description="quality modules applied in order to each batch of offspring before it is stored",
+        default=(), description="checks applied in order to each batch of offspring before it is stored",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _options_of_the_method(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        method = data.get("method", "genetic")
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; use one of {', '.join(METHODS.names())}")
+        legacy = {key: data[key] for key in _LEGACY_METHOD_KEYS if key in data}
+        rest = {key: value for key, value in data.items() if key not in _LEGACY_METHOD_KEYS}
+        own = legacy.get(method, {})
+        if isinstance(own, BaseModel) and not isinstance(own, Options):
+            own = own.model_dump()
+        return _plugin_options(METHODS, method, {**rest, "method": method}, own)
 
     @field_validator("checks")
     @classmethod
@@ -305,3 +288,4 @@ class RunConfig(Frozen):
         if twice:
             raise ValueError(f"in-run check(s) {twice} appear more than once")
         return checks
+

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import Gene, Label, ProjectSpec
-from .ingest import read_examples
-from .store import Store, project_path
+from datagen_core.config import Gene, Label, ProjectSpec
+from datagen_core.ingest import read_examples
+from datagen_core.store import Store, project_path
 
 DEMO_PROJECT = "sms-spam-demo"
 DEMO_GENES = (

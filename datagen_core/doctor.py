@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-from .errors import DatagenError
+from datagen_core.errors import DatagenError
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -79,7 +79,7 @@ def runtime_features(timeout_s: float = 60.0) -> tuple[list[str], str]:
     code = "import llama_cpp; print(llama_cpp.__version__); print(llama_cpp.llama_print_system_info().decode())"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout_s)
     if done.returncode != 0:
-        from .llm.model_server import describe_exit
+        from datagen_core.llm.model_server import describe_exit
 
         last = (done.stderr.strip().splitlines() or [""])[-1]
         raise DatagenError(f"loading llama-cpp-python {describe_exit(done.returncode)} {last}".strip())
@@ -135,10 +135,10 @@ def check_cpu() -> Finding:
 
 def check_model() -> Finding:
     """Start (or find) the embedded server and time one short answer: start-up, then tokens per second."""
-    from .config import LLMConfig
-    from .errors import LLMError
-    from .llm.embedded import embedded_runtime
-    from .llm.facade import probe
+    from datagen_core.config import LLMConfig
+    from datagen_core.errors import LLMError
+    from datagen_core.llm.embedded import embedded_runtime
+    from datagen_core.llm.facade import probe
 
     try:
         answer = probe(LLMConfig(backend="embedded", max_in_flight=1), "Write a short story about the sea.", 64)
@@ -157,7 +157,7 @@ def check_model() -> Finding:
 def check_embedder() -> Finding:
     started = time.perf_counter()
     try:
-        from .embed import Embedder
+        from datagen_core.embed import Embedder
 
         vectors = Embedder().encode(["A short sentence to embed."])
     except Exception as exc:  # any failure to load is reported, not raised: this is a diagnosis
@@ -223,7 +223,7 @@ class Report:
 
 
 def _report_path() -> Path:
-    from .llm.embedded import runtime_dir
+    from datagen_core.llm.embedded import runtime_dir
 
     return runtime_dir() / "doctor.json"
 
@@ -231,7 +231,7 @@ def _report_path() -> Path:
 def diagnose(home: Path, *, skip: frozenset[str] = frozenset()) -> Report:
     """Run the checks and keep the report where the studio's Project page finds it (the last one wins)."""
     report = Report(time.time(), tuple(check() for name, check in checks(home) if name not in skip))
-    from .llm.model_server import write_state
+    from datagen_core.llm.model_server import write_state
 
     write_state(_report_path(), {"at": report.at, "findings": [asdict(f) for f in report.findings]})
     return report
@@ -239,7 +239,7 @@ def diagnose(home: Path, *, skip: frozenset[str] = frozenset()) -> Report:
 
 def last_report() -> Report | None:
     """The machine's latest report (`datagen doctor`, scripts/start.sh or the Project page), if any."""
-    from .llm.model_server import read_state
+    from datagen_core.llm.model_server import read_state
 
     saved = read_state(_report_path())
     try:

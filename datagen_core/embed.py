@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DatagenError
-from .records import text_hash
-from .store import Store
+from datagen_core.errors import DatagenError
+from datagen_core.records import text_hash
+from datagen_core.store import Store
 
 EMBED_MODEL = "all-MiniLM-L6-v2"
 EMBED_DIM = 384

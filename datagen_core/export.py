@@ -9,9 +9,11 @@ from typing import Literal
 
 import pandas as pd
 
-from .errors import DatagenError
-from .records import utcnow
-from .store import Store
+from datagen_core.errors import DatagenError
+from datagen_core.methods import describe_options
+from datagen_core.records import utcnow
+from datagen_core.registry import METHODS
+from datagen_core.store import Store
 
 ExportFormat = Literal["jsonl", "csv", "parquet"]
 _JSON_COLUMNS = ("gene_split", "sampling", "details")
@@ -89,9 +91,7 @@ def dataset_card(store: Store, frame: pd.DataFrame, run_id: str | None = None) -
             f"- target per label: {config.per_label}; labels: {', '.join(config.labels) or 'all'}; seed {config.seed}",
             f"- sampling: temperature {config.sampling.temperature}, top-p {config.sampling.top_p}, "
             f"max tokens {config.sampling.max_tokens}",
-            f"- parents: {config.genetic.parent_selection}; mutation: {'on' if config.genetic.mutation else 'off'}"
-            if config.method == "genetic" else f"- examples per call: {config.few_shot.k}"
-            if config.method == "few_shot" else f"- baseline method {config.method}: no parents",
+            f"- {METHODS.title(config.method)}: {describe_options(config) or 'no options'}",
             f"- LLM calls {usage['calls']:.0f} (cached {usage['cached_calls']:.0f}, "
             f"failed {usage['failed_calls']:.0f}); tokens {usage['prompt_tokens']:.0f} in / "
             f"{usage['completion_tokens']:.0f} out",

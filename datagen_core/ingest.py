@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 from pydantic import ValidationError
 
-from .config import Label, ProjectSpec
-from .errors import DatagenError
+from datagen_core.config import Label, ProjectSpec
+from datagen_core.errors import DatagenError
 
 MIN_EXAMPLES_PER_LABEL = 2
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet"}

@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .embed import Embedder
-from .errors import DatagenError
-from .records import text_hash
-from .store import SampleFilter, Store
+from datagen_core.embed import Embedder
+from datagen_core.errors import DatagenError
+from datagen_core.records import text_hash
+from datagen_core.store import SampleFilter, Store
 
 MIN_POINTS = 5
 # Per process: one lock per project file (two sessions never fit at once) and the fitted reducers in memory,

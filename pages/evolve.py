@@ -1,6 +1,6 @@
 """Evolve: start, watch, pause, resume and stop Genetic Prompt runs.
 
-A run executes in a background thread of the studio's process (`datagen_core.jobs`), so it keeps going
+A run executes in a background thread of the studio's process (`datagen_core.engine.jobs`), so it keeps going
 while the user browses other pages; this page only starts it, steers it and draws what the store and the
 job's snapshot say. The live feed is a fragment that reruns every few seconds while a job is active.
 """
@@ -8,37 +8,27 @@ job's snapshot say. The live feed is a fragment that reruns every few seconds wh
 from __future__ import annotations
 
 import json
-import random
 
 import pandas as pd
 import streamlit as st
 
-from datagen_core.config import (
-    IN_RUN_CHECKS,
-    METHOD_NAMES,
-    CheckSpec,
-    DataGenOptions,
-    FewShotOptions,
-    GeneticOptions,
-    LLMConfig,
-    RunConfig,
-    SamplingParams,
-)
-from datagen_core.jobs import JobSnapshot
-from datagen_core.runner import start_run
+from datagen_core.config import LLMConfig, RunConfig, in_run_check_names
+from datagen_core.engine.build import build_run_config
+from datagen_core.engine.jobs import JobSnapshot
+from datagen_core.engine.runner import start_run
+from datagen_core.methods import describe_options
+from datagen_core.registry import CHECKS, METHODS
 from datagen_core.store import RunInfo, SampleFilter, Store
 from studio import state
+from studio.options_form import merged_fields, option_widget, options_inputs, shared_options_inputs
 from studio.render import gene_split, genes_text, parent_ids, quoted
 
 LIVE_SECONDS = 2.0  # how often the feed redraws while a job is active
-METHOD_TITLES = {"genetic": "Genetic Prompt", "zero_shot": "Zero-shot (SimPrompt)", "few_shot": "Few-shot",
-                 "topic": "Zero-shot topic", "attrprompt": "AttrPrompt", "datagen": "DataGen (several per call)"}
-CHECK_TITLES = {"dedup": "group check (near duplicates)", "reflection": "self-reflection", "math": "code-checked math",
-                "facts": "retrieval-checked facts", "difficulty": "difficulty enhancement"}
 CARDS = 6  # newest offspring shown as cards
 RUN_KEY = "evolve_run"
 STOP_CONFIRM_KEY = "evolve_confirm_stop"
 RESUMABLE = ("running", "interrupted", "failed")  # store statuses a run may go on from
+GROUP_CHECK = "dedup"  # in-run, the group check is the run's `dedup_distance` (against the label's population)
 
 
 # --------------------------------------------------------------------------- new run
@@ -51,12 +41,13 @@ def new_run_form(store: Store, llm_config: LLMConfig) -> None:
         if store.gene_set() is None:
             st.warning("This project has no genes yet: set them on the **Genes** page before starting a run.")
         method = st.selectbox(
-            "Method", METHOD_NAMES, format_func=lambda m: METHOD_TITLES.get(m, m), key="evolve_method",
+            "Method", METHODS.names(), format_func=METHODS.title, key="evolve_method",
             help="Genetic Prompt, or a baseline of the papers to compare with. Topic and AttrPrompt runs use the "
                  "topics / attribute values proposed with `datagen topics|attributes propose`.")
+        st.caption(METHODS.get(method).summary)
         checks = st.multiselect(
-            "In-run quality checks", ["dedup", *IN_RUN_CHECKS], key="evolve_checks",
-            format_func=lambda c: CHECK_TITLES.get(c, c),
+            "In-run quality checks", [GROUP_CHECK, *in_run_check_names()], key="evolve_checks",
+            format_func=CHECKS.title,
             help="Applied in this order to each batch of offspring before it is stored: an offspring a check "
                  "rejects is kept in the store as filtered (`check:<name>`) and asked for again; a correction "
                  "replaces its text. Every verdict is recorded with the sample. Facts need a knowledge base.")
@@ -69,10 +60,12 @@ def new_run_form(store: Store, llm_config: LLMConfig) -> None:
                                             value=llm_config.max_in_flight, key="evolve_in_flight")
             seed = right.number_input("Seed (empty = random)", min_value=0, max_value=2**31 - 1, value=None, step=1,
                                       key="evolve_seed")
-            options = method_options(method)
+            options = options_inputs(METHODS.get(method).Options, f"evolve_{method}_")
             temperature = st.slider("Temperature", 0.0, 2.0, float(defaults.temperature), 0.05,
                                     key="evolve_temperature")
-            check_options = check_options_inputs(checks)
+            distance = group_check_input() if GROUP_CHECK in checks else None
+            check_options = shared_options_inputs(
+                merged_fields({c: CHECKS.get(c).Options for c in checks if c != GROUP_CHECK}), "evolve_check_")
             submitted = st.form_submit_button("Start run", type="primary")
     if not submitted:
         return
@@ -80,20 +73,13 @@ def new_run_form(store: Store, llm_config: LLMConfig) -> None:
         st.error("Pick at least one label.", icon="⚠️")
         return
     session_llm = llm_config.model_copy(update={"max_in_flight": int(in_flight)})
-    distance = check_options.pop("distance", None)
 
     def launch() -> str:
-        config = RunConfig(
-            method=method,
-            per_label=int(per_label),
-            labels=tuple(chosen) if len(chosen) < len(labels) else (),
-            seed=int(seed) if seed is not None else random.randrange(2**31),
-            sampling=SamplingParams(temperature=float(temperature), top_p=defaults.top_p,
-                                    max_tokens=defaults.max_tokens, repeat_penalty=defaults.repeat_penalty),
-            worked_example=llm_config.backend == "embedded" and method == "genetic",
-            checks=tuple(CheckSpec.model_validate({"name": c, **check_options}) for c in checks if c != "dedup"),
-            dedup_distance=distance,
-            **options,
+        config = build_run_config(
+            session_llm, per_label=int(per_label), method=method, options=options, labels=chosen,
+            project_labels=labels, seed=int(seed) if seed is not None else None,
+            checks=[c for c in checks if c != GROUP_CHECK], check_options=check_options, dedup_distance=distance,
+            temperature=float(temperature),
         )
         run_id = start_run(store, config, session_llm)
         state.workspace().runs.launch(store, run_id, session_llm)
@@ -105,55 +91,10 @@ def new_run_form(store: Store, llm_config: LLMConfig) -> None:
         st.toast(f"Run {run_id} started")
 
 
-def method_options(method: str) -> dict[str, object]:
-    """The form's inputs for the chosen method's own options, as RunConfig fields."""
-    if method == "genetic":
-        left, right = st.columns(2)
-        selection = left.radio("Parent selection", ["farthest", "random"], key="evolve_selection",
-                               format_func=lambda s: "farthest pair (active)" if s == "farthest" else "random pair",
-                               help="The paper's active selection, or its random-parents ablation.")
-        mutation = right.checkbox("Mutation", value=True, key="evolve_mutation",
-                                  help="Off: the no-mutation ablation (every gene inherited).")
-        return {"genetic": GeneticOptions(parent_selection=selection, mutation=bool(mutation))}
-    if method == "few_shot":
-        shots = st.number_input("Examples per call (few-shot)", min_value=1, max_value=10, value=3,
-                                key="evolve_shots", help="1 = one-shot; the paper used 3 and 5.")
-        return {"few_shot": FewShotOptions(k=int(shots))}
-    if method == "datagen":
-        field = DataGenOptions.model_fields
-        left, middle, right = st.columns(3)
-        items = left.number_input("Items per call", min_value=1, max_value=20, value=field["items_per_call"].default,
-                                  key="evolve_items_per_call", help="Samples asked for in one call (JSON list).")
-        examples = middle.number_input("Examples per call", min_value=1, max_value=10,
-                                       value=field["examples"].default, key="evolve_datagen_examples",
-                                       help="Real examples of the label shown in each call, chosen for diversity.")
-        selection = right.radio("Diverse examples", ["greedy", "kmeans"], key="evolve_diverse",
-                                help=field["selection"].description)
-        description = st.text_area("Dataset description", key="evolve_description",
-                                   placeholder="what the dataset is for; the project's task when empty")
-        return {"datagen": DataGenOptions(items_per_call=int(items), examples=int(examples),
-                                          selection=selection, description=description.strip())}
-    return {}
-
-
-def check_options_inputs(checks: list[str]) -> dict[str, object]:
-    """Inputs for the options the chosen checks read (only those), as keyword arguments of CheckSpec."""
-    options: dict[str, object] = {}
-    if not checks:
-        return options
-    left, middle, right = st.columns(3)
-    if "dedup" in checks:
-        options["distance"] = left.number_input(
-            "Group check distance", min_value=0.0, max_value=2.0, value=0.3, step=0.05, key="evolve_dedup",
-            help="Filter offspring closer than this (Euclidean, normalised embeddings) to the population; DataGen "
-                 "used 0.3.")
-    if "reflection" in checks:
-        options["rounds"] = int(middle.number_input("Reflection rounds", min_value=1, max_value=10, value=5,
-                                                    key="evolve_rounds", help="Judge → rewrite rounds at most."))
-    if "math" in checks or "facts" in checks:
-        options["mode"] = right.radio("Math / facts", ["flag", "correct"], key="evolve_check_mode",
-                                      help="Flag a wrong answer or contradicted fact, or correct it.")
-    return options
+def group_check_input() -> float:
+    """The in-run group check's distance, with the bounds and default of the dedup check's own option."""
+    field = CHECKS.get(GROUP_CHECK).Options.model_fields["distance"]
+    return float(option_widget(st, "Group check distance", field, "evolve_dedup"))
 
 
 # ------------------------------------------------------------------------ the feed
@@ -197,30 +138,21 @@ def controls(store: Store, run: RunInfo, snap: JobSnapshot | None, llm_config: L
                    f"**{run.llm.get('model')}**.")
 
 
-def method_text(config: RunConfig) -> str:
-    if config.method == "genetic":
-        return f"{config.genetic.parent_selection} parents · mutation {'on' if config.genetic.mutation else 'off'} · "
-    if config.method == "few_shot":
-        return f"{config.few_shot.k} examples per call · "
-    if config.method == "datagen":
-        options = config.datagen
-        return f"{options.items_per_call} items per call · {options.examples} {options.selection} examples · "
-    return ""
-
-
 def checks_text(config: RunConfig) -> str:
     """The in-run checks in the order they apply, with the options each one reads."""
     shown = [f"group check < {config.dedup_distance}"] if config.dedup_distance is not None else []
     for check in config.checks:
-        option = {"reflection": f" ({check.rounds} rounds)", "math": f" ({check.mode})", "facts": f" ({check.mode})"}
-        shown.append(f"{CHECK_TITLES.get(check.name, check.name)}{option.get(check.name, '')}")
+        plugin = CHECKS.get(check.name)
+        options = plugin.describe(check.options)
+        shown.append(plugin.title.lower() + (f" ({options})" if options else ""))
     return "checks: " + " → ".join(shown) + " · " if shown else ""
 
 
 def run_settings(run: RunInfo) -> str:
     config = run.config
-    return (f"{METHOD_TITLES.get(config.method, config.method)} · model {run.llm.get('model')} · "
-            f"{method_text(config)}{checks_text(config)}temperature {config.sampling.temperature} · "
+    options = describe_options(config)
+    return (f"{METHODS.title(config.method)} · model {run.llm.get('model')} · "
+            f"{options + ' · ' if options else ''}{checks_text(config)}temperature {config.sampling.temperature} · "
             f"seed {config.seed} · gene set v{run.gene_set_version}")
 
 
@@ -300,7 +232,7 @@ def offspring_card(row: pd.Series, parents: dict[int, pd.Series]) -> None:
                         f"{genes_text(split['parent2'])} · Mutated: {genes_text(split['mutated'])}")
         else:
             asked = {k: v for k, v in details.items() if k in ("topic", "attributes", "k")}
-            st.caption(f"{METHOD_TITLES.get(row['method'], row['method'])}"
+            st.caption(f"{METHODS.title(row['method'])}"
                        + "".join(f" · {key}: {value}" for key, value in asked.items()))
         ids = parent_ids(row["parent_ids"])
         columns = st.columns(max(1, min(len(ids), 3)))

@@ -9,8 +9,8 @@ import pandas as pd
 import streamlit as st
 
 from datagen_core.config import Gene, GeneSet
-from datagen_core.genes import constraints_from_text, genes_from_rows, propose_genes
-from datagen_core.proposals import propose_attribute_values, propose_topics, save_values
+from datagen_core.proposals.genes import constraints_from_text, genes_from_rows, propose_genes
+from datagen_core.proposals.values import propose_attribute_values, propose_topics, save_values
 from studio import state
 
 EDITOR_KEY = "gene_editor"

@@ -1,10 +1,10 @@
 """Metrics: runs and the real seeds side by side: diversity, distance to the real data and downstream F1.
 
-Every figure comes from `datagen_core.evaluation.Evaluator` and is cached in the store under a key that
+Every figure comes from `datagen_core.evaluation.evaluator.Evaluator` and is cached in the store under a key that
 hashes the data and the settings (the same keys `datagen eval` uses). Drawing the page only reads that
 cache (a read-only evaluator), so changing a setting shows what is known for it at once and nothing is
 recomputed by accident; only Compute computes, and only what is missing. Compute starts a background job of
-the workspace (`datagen_core.evaluation_jobs`): a fine-tune takes about a minute, and the session, the other
+the workspace (`datagen_core.evaluation.jobs`): a fine-tune takes about a minute, and the session, the other
 pages and the other sessions stay usable meanwhile. The Provenance expander ties each figure to its key,
 parameters and timing.
 """
@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 import pandas as pd
 import streamlit as st
 
-from datagen_core.comparison import (
-    MODES,
+from datagen_core.errors import DatagenError
+from datagen_core.evaluation.comparison import (
+    COMPARED_SETS,
     ComparisonSettings,
     Step,
     parse_sizes,
@@ -28,10 +29,9 @@ from datagen_core.comparison import (
     step_title,
     subject_names,
 )
-from datagen_core.downstream import TRAINER_NAMES, ProgressFn, Trainer
-from datagen_core.errors import DatagenError
-from datagen_core.evaluation import REAL, Evaluation, Evaluator, NotCached, comparison_table
-from datagen_core.evaluation_jobs import EvaluationJob, JobStep
+from datagen_core.evaluation.evaluator import REAL, Evaluation, Evaluator, NotCached, comparison_table
+from datagen_core.evaluation.jobs import EvaluationJob, JobStep
+from datagen_core.evaluation.trainers import TRAINER_NAMES, ProgressFn, Trainer
 from datagen_core.ingest import clean_examples, read_upload
 from datagen_core.store import RunInfo, Store
 from studio import metrics_charts as charts
@@ -188,14 +188,15 @@ def choose(store: Store, has_heldout: bool) -> ComparisonSettings | None:
                                      placeholder="trainer default")
         seed = top[3].number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="metrics_seed")
         middle = st.columns(4)
-        modes = middle[0].multiselect("Training sets per run", MODES, default=["synthetic"], key="metrics_modes",
+        modes = middle[0].multiselect("Training sets per run", COMPARED_SETS, default=["synthetic"],
+                                      key="metrics_modes",
                                       help="synthetic: the run alone; mixed: the run added to the real seeds.")
         mix_ratio = middle[1].number_input("Mix ratio (mixed)", min_value=0.0, value=None, step=0.5,
                                            key="metrics_mix_ratio", placeholder="all synthetic",
                                            help="Synthetic samples per real one of the same label; empty: all.")
         sizes_text = middle[2].text_input("Scale curve: synthetic per label", key="metrics_sizes",
                                           placeholder="e.g. 5, 10, 20 (empty: no curve)")
-        scale_mode = middle[3].radio("Scale curve trains on", MODES, horizontal=True, key="metrics_scale_mode")
+        scale_mode = middle[3].radio("Scale curve trains on", COMPARED_SETS, horizontal=True, key="metrics_scale_mode")
         bottom = st.columns(4)
         bleu_sample = bottom[0].number_input("Self-BLEU sample", min_value=2, max_value=100_000, value=500, step=100,
                                              key="metrics_bleu", help="Texts sampled for self-BLEU (it is quadratic).")

@@ -14,12 +14,14 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from datagen_core.checks import make_check
+from datagen_core.checks.apply import apply_check, check_target
 from datagen_core.errors import DatagenError
 from datagen_core.llm import LLM
-from datagen_core.quality import apply_check
+from datagen_core.registry import CHECKS
 from datagen_core.store import SAMPLE_STATUSES, SampleFilter, Store
-from datagen_core.validators import make_check
 from studio import state
+from studio.options_form import options_inputs
 from studio.render import ORIGINS, parent_ids
 
 ACTOR = "studio"
@@ -27,8 +29,6 @@ PAGE_SIZES = (10, 25, 50, 100, 200)
 ORDERS = {"oldest first": "id", "newest first": "id DESC"}
 EDITABLE = ("text", "label", "status")
 FLASH_KEY = "review_flash"
-CHECK_TITLES = {"dedup": "Group check (dedup)", "reflection": "Self-reflection", "math": "Code-checked math answers",
-                "difficulty": "Difficulty enhancement (questions)", "debias": "Rephrase label shortcuts away"}
 FOCUS_KEY = "review_focus"
 PAGE_KEY = "review_page"
 VIEW_KEY = "review_view"
@@ -228,31 +228,26 @@ def bulk(chosen: SampleFilter, total: int) -> None:
         no.button("Cancel", key="review_bulk_cancel", on_click=cancel_bulk)
 
 
-def quality_checks(store: Store, chosen: SampleFilter, total: int) -> None:
-    """Run a quality module (DataGen §3) on every sample the filters select; verdicts enter the history."""
+def quality_checks(store: Store, chosen: SampleFilter) -> None:
+    """Run a check (DataGen §3) on the generated samples the filters select; verdicts enter the history."""
     with st.expander("Quality checks on the filtered samples"):
-        module = st.selectbox("Module", list(CHECK_TITLES), format_func=CHECK_TITLES.get, key="review_check")
-        options: dict[str, Any] = {}
-        if module == "dedup":
-            left, right = st.columns(2)
-            options["distance"] = left.number_input("Embedding distance below which two items are the same",
-                                                    0.0, 2.0, 0.3, 0.05, key="review_check_distance")
-            options["text_similarity"] = right.number_input("Word-shingle Jaccard of near-duplicates", 0.0, 1.0,
-                                                            0.8, 0.05, key="review_check_text")
-        elif module == "reflection":
-            options["rounds"] = st.number_input("Judge / rewrite rounds at most", 1, 10, 3, key="review_check_rounds")
-        elif module in ("math", "facts"):
-            options["mode"] = st.radio("Mismatches", ["flag", "correct"], horizontal=True, key="review_check_mode")
-        st.caption("Rejected samples stay in the store, marked with the reason; corrections are edits with history. "
-                   f"Uses this session's model ({state.llm_config().model}) for reflection and math.")
-        if not st.button(f"Run on {total} filtered sample(s)", key="review_check_run", disabled=total == 0):
+        name = st.selectbox("Check", CHECKS.names(), format_func=CHECKS.title, key="review_check")
+        plugin = CHECKS.get(name)
+        st.caption(plugin.summary)
+        options = options_inputs(plugin.Options, "review_check_")
+        target = check_target(chosen)
+        total = store.count_samples(target) if target is not None else 0
+        st.caption("Checks judge generated samples that are pending or accepted (real seeds and rejected samples "
+                   "are left alone). Rejected samples stay in the store, marked with the reason; corrections are "
+                   "edits with history."
+                   + (f" Uses this session's model ({state.llm_config().model})." if plugin.needs_llm else ""))
+        if not st.button(f"Run on {total} sample(s)", key="review_check_run", disabled=total == 0):
             return
-        check = make_check(module, **options)
-        llm = None if module == "dedup" else LLM.from_config(state.llm_config(), store)
+        llm = LLM.from_config(state.llm_config(), store) if plugin.needs_llm else None
         with st.spinner(f"Checking {total} sample(s)…"), state.user_errors():
-            summary = apply_check(store, check, chosen, state.workspace().embedder, llm)
+            summary = apply_check(store, make_check(name, options), chosen, state.workspace().embedder, llm)
             reasons = ", ".join(f"{reason} {n}" for reason, n in summary.rejected.items()) or "none"
-            flash("success", f"{CHECK_TITLES[module]}: checked {summary.checked}, kept {summary.kept}, rejected "
+            flash("success", f"{plugin.title}: checked {summary.checked}, kept {summary.kept}, rejected "
                   f"{reasons}, corrected {summary.corrected}.")
             reset_editor()
             st.rerun()
@@ -292,7 +287,7 @@ def main() -> None:
     one_by_one(store, page, labels)
     st.subheader("Everything filtered")
     bulk(chosen, total)
-    quality_checks(store, chosen, total)
+    quality_checks(store, chosen)
 
 
 if __name__ == "__main__":  # Streamlit runs pages as __main__; tests import the helpers

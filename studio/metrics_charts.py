@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from datagen_core.evaluation import Evaluation
+from datagen_core.evaluation.evaluator import Evaluation
 
 PALETTE = qualitative.Plotly + qualitative.D3
 HEIGHT = 340

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from datagen_core.cli import main
+from datagen_core.cli.app import main
 from datagen_core.store import Store
 
 from .conftest import make_project, shared_csv
@@ -130,7 +130,7 @@ def test_a_project_held_by_another_process_is_reported(home: Path) -> None:
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "ok"
-        result = subprocess.run([sys.executable, "-m", "datagen_core.cli", "genes", "list", "trec", "--home",
+        result = subprocess.run([sys.executable, "-m", "datagen_core.cli.app", "genes", "list", "trec", "--home",
                                  str(home)], capture_output=True, text=True, timeout=60)
         assert result.returncode == 1
         assert "in use by another process" in result.stderr and result.stderr.count("\n") == 1

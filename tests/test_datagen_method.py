@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from datagen_core.config import DataGenOptions, RunConfig, SamplingParams
+from datagen_core.config import RunConfig, SamplingParams
 from datagen_core.embed import Embedder
-from datagen_core.methods.datagen import greedy_diverse, kmeans_clusters
-from datagen_core.runner import run_generation, start_run
+from datagen_core.engine.runner import run_generation, start_run
+from datagen_core.methods.datagen import DataGenOptions, greedy_diverse, kmeans_clusters
 from datagen_core.store import Store, project_path
 
 from .conftest import loopback_config, make_project
@@ -57,7 +57,7 @@ def items_answer(body: dict[str, Any]) -> str:
 def test_datagen_runs_reach_exact_targets_with_several_items_per_call(home: Path, embedder: Embedder) -> None:
     path = make_project(home, per_label=6)
     config = RunConfig(per_label=7, seed=5, sampling=SamplingParams(max_tokens=40), method="datagen",
-                       datagen=DataGenOptions(items_per_call=3, examples=3))
+                       options=DataGenOptions(items_per_call=3, examples=3))
     with Store.open(path) as store, LoopbackServer(answer=items_answer) as server:
         llm_config = loopback_config(server, max_in_flight=4)
         run_id = start_run(store, config, llm_config)
@@ -98,7 +98,7 @@ def test_cli_datagen_run_with_kmeans_examples(home: Path, capsys: pytest.Capture
         assert code == 1 and "--diverse must be 'greedy' or 'kmeans'" in err
     with Store.open(project_path(home, "trec")) as store:
         (run,) = store.runs()
-        assert run.config.datagen.items_per_call == 2 and run.config.datagen.selection == "kmeans"
+        assert run.config.options.items_per_call == 2 and run.config.options.selection == "kmeans"
         assert store.kept_counts(run.id) == {"HUM": 4, "LOC": 4, "NUM": 4}
         details = [json.loads(d) for d in store.samples(run_id=run.id)["details"]]
         assert {d["selection"] for d in details} == {"kmeans"}

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
+from datagen_core.checks import CheckContext, DedupCheck, Item
+from datagen_core.checks.dedup import jaccard, shingles
 from datagen_core.config import RunConfig, SamplingParams
 from datagen_core.embed import Embedder
-from datagen_core.runner import run_generation, start_run
+from datagen_core.engine.runner import run_generation, start_run
 from datagen_core.store import Store
-from datagen_core.validators import CheckContext, GroupCheck, Item
-from datagen_core.validators.dedup import jaccard, shingles
 
 from .conftest import loopback_config, make_project
 from .loopback_server import LoopbackServer, deterministic_text
@@ -33,7 +33,7 @@ def test_shingles_and_jaccard_by_hand() -> None:
 
 
 def check(items: list[Item], store: Store, embedder: Embedder, **options: Any) -> list[Any]:
-    return asyncio.run(GroupCheck(**options).check(items, CheckContext(store, embedder)))
+    return asyncio.run(DedupCheck(**options).check(items, CheckContext(store, embedder)))
 
 
 def test_pool_and_in_batch_duplicates(home: Path, embedder: Embedder) -> None:

@@ -18,15 +18,15 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from datagen_core.checks import CHECKS, CheckContext, DebiasCheck, DifficultyCheck, Item
+from datagen_core.checks.apply import apply_check
+from datagen_core.checks.debias import contains_phrase, detect_shortcuts
+from datagen_core.checks.difficulty import PRINCIPLES, Rewrite, guard, lettered_options
 from datagen_core.config import Label, ProjectSpec
 from datagen_core.embed import Embedder
 from datagen_core.llm import LLM
-from datagen_core.quality import apply_check
 from datagen_core.records import NewSample, utcnow
 from datagen_core.store import SampleFilter, Store, project_path
-from datagen_core.validators import CHECKS, CheckContext, DifficultyEnhancement, Item, ShortcutRephrasing
-from datagen_core.validators.debias import contains_phrase, detect_shortcuts
-from datagen_core.validators.difficulty import PRINCIPLES, Rewrite, guard, lettered_options
 
 from .conftest import loopback_config, shared_csv
 from .loopback_server import LoopbackServer
@@ -132,7 +132,7 @@ def test_difficulty_rewrites_mmlu_rows_and_guards_labels(home: Path, embedder: E
     with make_store(home, "mmlu", ["A", "B", "C", "D"], mmlu.iloc[100:120], "multiple-choice question answering",
                     "multiple-choice question") as store, LoopbackServer(answer=difficulty_script(rows, seen)) as srv:
         ids = write_samples(store, list(zip(rows["text"], rows["label"], strict=True)))
-        summary = apply_check(store, DifficultyEnhancement(), SampleFilter(origin="synthetic"), embedder,
+        summary = apply_check(store, DifficultyCheck(), SampleFilter(origin="synthetic"), embedder,
                               make_llm(srv, store))
         assert summary.checked == 8 and summary.kept == 8 and not summary.rejected and summary.corrected == 3
 
@@ -194,7 +194,7 @@ def test_difficulty_subset_keeps_the_correct_option_verbatim(home: Path, embedde
             return reply(harder(rows["text"][1]), "B")  # reworded the options although told not to: refused
         return "OK"
 
-    check = DifficultyEnhancement(principles=("add_context", "paraphrase_question"))
+    check = DifficultyCheck(principles=("add_context", "paraphrase_question"))
     with make_store(home, "mmlu2", ["A", "B", "C", "D"], mmlu.iloc[100:110], "multiple-choice question answering",
                     "multiple-choice question") as store, LoopbackServer(answer=answer) as server:
         ids = write_samples(store, list(zip(rows["text"], rows["label"], strict=True)))
@@ -213,7 +213,7 @@ def test_difficulty_guard_and_options_without_llm() -> None:
         "A": "one", "B": "two", "C": "three"}
     assert lettered_options("A. only one option") == {}
     plain = Item(1, "NUM", "How far is the moon?")
-    check = DifficultyEnhancement()
+    check = DifficultyCheck()
     assert check.principles_for(plain) == ["paraphrase_question", "add_context"]  # no choices to work on
     assert guard(plain, Rewrite(text="In km, how far away is the moon?", label="NUM"), ["add_context"], {"NUM"}) \
         is None
@@ -226,8 +226,8 @@ def test_difficulty_guard_and_options_without_llm() -> None:
     same = guard(mc, Rewrite(text=mc.text, label="B"), list(PRINCIPLES), {"A", "B", "C"})
     assert same is not None and same.code == "unchanged"
     with pytest.raises(ValueError, match="principles"):
-        DifficultyEnhancement(principles=("make_it_hard",))
-    assert CHECKS["difficulty"] is DifficultyEnhancement and CHECKS["debias"] is ShortcutRephrasing
+        DifficultyCheck(principles=("make_it_hard",))
+    assert CHECKS["difficulty"] is DifficultyCheck and CHECKS["debias"] is DebiasCheck
 
 
 # ----------------------------------------------------------------------------------------------- debias
@@ -294,7 +294,7 @@ def debias_script(seen: list[list[dict[str, str]]]) -> Answer:
 
 def test_debias_rewrites_only_items_carrying_the_shortcut(home: Path, embedder: Embedder) -> None:
     seen: list[list[dict[str, str]]] = []
-    check = ShortcutRephrasing(min_count=3)
+    check = DebiasCheck(min_count=3)
     with make_store(home, "spam", ["spam", "ham"], SPAM_REAL, "spam detection", "text message") as store, \
             LoopbackServer(answer=debias_script(seen)) as server:
         ids = write_samples(store, SPAM_ITEMS)
@@ -340,5 +340,5 @@ def test_debias_rewrites_only_items_carrying_the_shortcut(home: Path, embedder: 
 def test_debias_needs_no_llm_when_nothing_is_biased(home: Path, embedder: Embedder) -> None:
     with make_store(home, "clean", ["spam", "ham"], SPAM_REAL, "spam detection", "text message") as store:
         write_samples(store, SPAM_ITEMS[5:])
-        summary = apply_check(store, ShortcutRephrasing(), SampleFilter(origin="synthetic"), embedder, None)
+        summary = apply_check(store, DebiasCheck(), SampleFilter(origin="synthetic"), embedder, None)
         assert summary.checked == 5 and summary.kept == 5 and summary.corrected == 0

@@ -14,7 +14,16 @@ import pytest
 from datagen_core.config import Label, LLMConfig, ProjectSpec, RunConfig, SamplingParams
 from datagen_core.embed import Embedder
 from datagen_core.errors import DatagenError
-from datagen_core.evaluation import REAL, Evaluator, TextSet, comparison_table, score, subject_set, training_set
+from datagen_core.evaluation.comparison import ComparisonSettings, Step, parse_sizes, plan, run_step
+from datagen_core.evaluation.evaluator import (
+    REAL,
+    Evaluator,
+    TextSet,
+    comparison_table,
+    score,
+    subject_set,
+    training_set,
+)
 from datagen_core.ingest import split_heldout
 from datagen_core.records import NewSample, utcnow
 from datagen_core.store import Store, project_path
@@ -145,7 +154,7 @@ def test_metrics_per_label_cmd_and_cache(project: Store, embedder: Embedder) -> 
     assert not first.cached and first.result["n"] == 36
     assert set(first.result["cmd_per_label"]) == set(LABELS) and first.result["cmd"] > 0
     data, real = subject_set(project, run_id), subject_set(project, REAL)
-    from datagen_core.metrics import cmd
+    from datagen_core.evaluation.metrics import cmd
 
     hum = [i for i, lb in enumerate(data.labels) if lb == "HUM"]
     real_hum = [i for i, lb in enumerate(real.labels) if lb == "HUM"]
@@ -177,10 +186,12 @@ def test_downstream_modes_scale_curve_and_table(project: Store, embedder: Embedd
     assert synthetic.result["train_counts"] == dict.fromkeys(LABELS, 12)
     mixed = evaluator.downstream(run_id, logistic, mode="mixed", mix_ratio=0.5)
     assert mixed.result["n_train"] == 30 + 15 and mixed.params["mix_ratio"] == 0.5
-    curve = evaluator.scale_curve(run_id, logistic, [2, 6, 12])
+    settings = ComparisonSettings(runs=(run_id,), real=False, sizes=(2, 6, 12))
+    points = [step for step in plan(settings) if step.role == "scale"]
+    curve = [run_step(evaluator, logistic, step, settings) for step in points]
     assert [p.result["n_train"] for p in curve] == [6, 18, 36]
     assert curve[-1].result["macro_f1"] == pytest.approx(synthetic.result["macro_f1"])
-    assert all(p.cached for p in evaluator.scale_curve(run_id, logistic, [2, 6, 12]))
+    assert all(run_step(evaluator, logistic, step, settings).cached for step in points)
     with pytest.raises(DatagenError, match="real seeds can only"):
         evaluator.downstream(REAL, logistic, mode="synthetic")
     table = comparison_table([evaluator.metrics(REAL), real, evaluator.metrics(run_id), synthetic, mixed])
@@ -240,8 +251,6 @@ def test_f1_pairs_are_consistent_with_sklearn_on_random_labels() -> None:
 
 
 def test_comparison_plan_and_sizes() -> None:
-    from datagen_core.comparison import ComparisonSettings, Step, parse_sizes, plan
-
     settings = ComparisonSettings(runs=("r1",), modes=("synthetic", "mixed"), sizes=(5, 10))
     assert plan(settings) == [
         Step("metrics", REAL), Step("downstream", REAL, "real"), Step("metrics", "r1"),

@@ -13,14 +13,14 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from datagen_core.checks import CHECKS, FactsCheck
+from datagen_core.checks.apply import apply_check
+from datagen_core.checks.knowledge import KnowledgeBase, add_passages, load_knowledge, read_documents, tokenize
 from datagen_core.embed import Embedder
 from datagen_core.errors import DatagenError
-from datagen_core.knowledge import KnowledgeBase, add_passages, load_knowledge, read_documents, tokenize
 from datagen_core.llm import LLM
-from datagen_core.quality import apply_check
 from datagen_core.records import NewSample, utcnow
 from datagen_core.store import SampleFilter, Store
-from datagen_core.validators import CHECKS, FactCheck
 
 from .conftest import loopback_config, make_project, shared_csv
 from .loopback_server import LoopbackServer
@@ -153,12 +153,12 @@ def details_of(store: Store, sample_id: int) -> dict[str, Any]:
 
 
 def test_fact_check_supports_contradicts_and_rejects(kb_project: Path, embedder: Embedder) -> None:
-    assert CHECKS["facts"] is FactCheck
+    assert CHECKS["facts"] is FactsCheck
     with Store.open(kb_project) as store, LoopbackServer(answer=entity_or_judge) as server:
         haines_id = int(store.kb_documents().query("text.str.startswith(@HAINES)", engine="python")["id"].iloc[0])
         ids = write_items(store, [SUPPORTED, CHANGED, UNKNOWN, GARBAGE])
         llm = LLM.from_config(loopback_config(server), store, use_cache=False, max_retries=0)
-        check = FactCheck(evidence=4, per_query=3)
+        check = FactsCheck(evidence=4, per_query=3)
         summary = apply_check(store, check, SampleFilter(origin="synthetic"), embedder, llm)
         assert summary.checked == 4 and summary.kept == 2 and summary.corrected == 0
         assert dict(summary.rejected) == {"contradicted": 1, "judge_unusable": 1}
@@ -192,7 +192,7 @@ def test_fact_check_correction_mode_rewrites(kb_project: Path, embedder: Embedde
     with Store.open(kb_project) as store, LoopbackServer(answer=entity_or_judge) as server:
         ids = write_items(store, [SUPPORTED, CHANGED])
         llm = LLM.from_config(loopback_config(server), store, use_cache=False, max_retries=0)
-        summary = apply_check(store, FactCheck(correct=True), SampleFilter(origin="synthetic"), embedder, llm)
+        summary = apply_check(store, FactsCheck(correct=True), SampleFilter(origin="synthetic"), embedder, llm)
         assert summary.kept == 2 and summary.corrected == 1 and not summary.rejected
         rows = store.samples_by_ids([ids[CHANGED]]).set_index("id")
         assert rows.loc[ids[CHANGED], "text"] == CORRECTED and rows.loc[ids[CHANGED], "status"] == "pending"
@@ -207,7 +207,7 @@ def test_fact_check_needs_a_knowledge_base(home: Path, embedder: Embedder) -> No
         write_items(store, [SUPPORTED])
         llm = LLM.from_config(loopback_config(server), store, use_cache=False, max_retries=0)
         with pytest.raises(DatagenError, match="load a knowledge base first"):
-            apply_check(store, FactCheck(), SampleFilter(origin="synthetic"), embedder, llm)
+            apply_check(store, FactsCheck(), SampleFilter(origin="synthetic"), embedder, llm)
         assert server.stats.completions <= 1  # at most the connection check: nothing was judged
     with pytest.raises(DatagenError, match="unknown retrieval"):
-        FactCheck(retrieval="psychic")
+        FactsCheck(retrieval="psychic")

@@ -9,10 +9,10 @@ import pytest
 import torch
 from sklearn.metrics import f1_score
 
-from datagen_core.downstream import finetune
-from datagen_core.downstream.base import LabelledTexts
-from datagen_core.downstream.finetune import FineTuneTrainer
 from datagen_core.errors import DatagenError
+from datagen_core.evaluation.trainers import finetune
+from datagen_core.evaluation.trainers.base import LabelledTexts
+from datagen_core.evaluation.trainers.finetune import FineTuneTrainer
 
 from .conftest import shared_csv
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from datagen_core.errors import DatagenError
-from datagen_core.genes import parse_genes, propose_genes
 from datagen_core.methods.base import clean_output
 from datagen_core.methods.genetic import crossover_prompt, split_genes
+from datagen_core.proposals.genes import parse_genes, propose_genes
 from datagen_core.store import Store
 
 from .conftest import loopback_config, make_project

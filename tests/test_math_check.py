@@ -17,11 +17,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from datagen_core.errors import LLMFatalError
-from datagen_core.llm import LLM
-from datagen_core.store import Store
-from datagen_core.validators import CHECKS, CheckContext, Item
-from datagen_core.validators.math_check import (
+from datagen_core.checks import CHECKS, CheckContext, Item
+from datagen_core.checks.math import (
     MathCheck,
     MathCheckResult,
     check_items,
@@ -30,6 +27,9 @@ from datagen_core.validators.math_check import (
     parse_numbers,
     propose_answer,
 )
+from datagen_core.errors import LLMFatalError
+from datagen_core.llm import LLM
+from datagen_core.store import Store
 
 from .conftest import loopback_config, make_project, shared_csv
 from .loopback_server import LoopbackServer

@@ -13,12 +13,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from datagen_core.config import METHOD_NAMES, FewShotOptions, RunConfig, SamplingParams, TopicOptions
+from datagen_core.config import RunConfig, SamplingParams
 from datagen_core.embed import Embedder
+from datagen_core.engine.runner import RunObserver, run_generation, start_run
 from datagen_core.errors import DatagenError, LLMFatalError
 from datagen_core.methods import METHODS, MethodContext, make_method, prepare_run_config
-from datagen_core.proposals import propose_attribute_values, propose_topics, save_values
-from datagen_core.runner import RunObserver, run_generation, start_run
+from datagen_core.methods.few_shot import FewShotOptions
+from datagen_core.methods.topic import TopicOptions
+from datagen_core.proposals.values import propose_attribute_values, propose_topics, save_values
 from datagen_core.store import Store
 
 from .conftest import loopback_config, make_project
@@ -93,7 +95,7 @@ def prompt_lines(prompt: str, label: str) -> list[str]:
 
 
 def test_registry_matches_the_config_literal() -> None:
-    assert set(METHODS) == {"genetic", "zero_shot", "few_shot", "topic", "attrprompt", "datagen"} == set(METHOD_NAMES)
+    assert set(METHODS) == {"genetic", "zero_shot", "few_shot", "topic", "attrprompt", "datagen"}
     with pytest.raises(ValueError, match="method"):
         RunConfig(per_label=1, seed=1, sampling=SAMPLING, method="evolution")  # type: ignore[arg-type]
 
@@ -134,7 +136,7 @@ def test_zero_shot_with_the_same_seed_replays_from_the_cache(home: Path, embedde
 
 @pytest.mark.parametrize("k", [1, 3, 5])
 def test_few_shot_shows_k_fresh_real_examples_of_the_label(home: Path, embedder: Embedder, k: int) -> None:
-    store, run_id = generate(home, embedder, config(6, "few_shot", few_shot=FewShotOptions(k=k)), genes=False)
+    store, run_id = generate(home, embedder, config(6, "few_shot", options=FewShotOptions(k=k)), genes=False)
     with store:
         assert store.kept_counts(run_id) == {"HUM": 6, "LOC": 6, "NUM": 6}
         real = store.real_examples()
@@ -160,7 +162,7 @@ def test_few_shot_with_more_shots_than_seeds_shows_every_seed_and_never_an_offsp
 
     with Store.open(make_project(home, genes=False)) as store:
         context = MethodContext(store.project(), store.labels(), None, config(5, "few_shot",
-                                                                               few_shot=FewShotOptions(k=10)))
+                                                                               options=FewShotOptions(k=10)))
         method = make_method(context, np.random.default_rng(0))
         seeds = [PopulationMember(int(r.id), r.text, "h", "real") for r in store.real_examples("HUM").itertuples()]
         method.observe("HUM", [*seeds, PopulationMember(999, "an offspring", "h2", "synthetic")], np.zeros((7, 2)))
@@ -178,7 +180,7 @@ def test_topic_proposals_then_a_topic_run_records_the_topic_of_each_sample(home:
         for label in LABELS:  # one topic per real text of the label (5 of its 6), each traceable to its text
             from_texts = {phrase_for("topic", text) for text in store.real_examples(label)["text"]}
             assert len(stored.items[label]) == 5 and set(stored.items[label]) <= from_texts
-        recorded = store.run(run_id).config.topic
+        recorded = store.run(run_id).config.options
         assert recorded == TopicOptions(version=stored.version, topics=stored.items)  # the run keeps its own copy
         assert store.kept_counts(run_id) == {"HUM": 10, "LOC": 10, "NUM": 10}
         used: dict[str, set[str]] = {lb: set() for lb in LABELS}
@@ -205,7 +207,7 @@ def test_topic_run_without_topics_fails_clearly_before_anything_is_recorded(home
         with pytest.raises(DatagenError, match=re.escape(str([lb for lb in order if lb != "HUM"]))):
             prepare_run_config(store, config(2, "topic"))
         prepared = prepare_run_config(store, config(2, "topic", labels=("HUM",)))  # a run of HUM only is fine
-        assert prepared.topic.topics == {"HUM": ("sports people", "inventors")}
+        assert prepared.options.topics == {"HUM": ("sports people", "inventors")}
         assert store.runs() == []
         # starting a run prepares its config: the same advice, and still no run recorded
         with LoopbackServer() as server, pytest.raises(DatagenError, match="datagen topics propose trec"):
@@ -257,7 +259,7 @@ def test_proposal_phrases_must_be_short_finished_and_not_copied_from_the_prompt(
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
     from datagen_core.llm.embedded import schema_grammar
-    from datagen_core.proposals import PHRASE_PATTERN, describe_messages, phrase_model
+    from datagen_core.proposals.values import PHRASE_PATTERN, describe_messages, phrase_model
 
     model = phrase_model("wh-word")
     schema = model.model_json_schema()
@@ -295,7 +297,7 @@ def test_attrprompt_samples_one_value_per_attribute(home: Path, embedder: Embedd
             assert len({lb for lb, texts in zip(LABELS, by_label, strict=True)
                         if any(phrase_for(name, t) in values for t in texts)}) == 3
         assert store.kept_counts(run_id) == {"HUM": 8, "LOC": 8, "NUM": 8}
-        assert store.run(run_id).config.attrprompt.values == stored.items
+        assert store.run(run_id).config.options.values == stored.items
         chosen_values: set[str] = set()
         for row in store.samples(run_id=run_id).itertuples():
             details = json.loads(row.details)
@@ -316,7 +318,7 @@ def test_attrprompt_needs_values_and_proposals_need_genes(home: Path) -> None:
         with LoopbackServer(answer=proposals_answer) as server, pytest.raises(DatagenError, match="no genes"):
             propose_attribute_values(store, loopback_config(server))
         save_values(store, "attributes", {"tone": ["casual", "urgent"]}, "user")  # typed values need no genes
-        assert prepare_run_config(store, config(2, "attrprompt")).attrprompt.values == {"tone": ("casual", "urgent")}
+        assert prepare_run_config(store, config(2, "attrprompt")).options.values == {"tone": ("casual", "urgent")}
 
 
 def test_value_sets_are_versioned_edits(home: Path) -> None:
@@ -362,10 +364,10 @@ def test_cli_topics_attributes_and_run_method(home: Path, capsys: pytest.Capture
     with Store.open(home / "trec.duckdb") as store:
         runs = {run.method: run for run in store.runs()}
         assert list(runs) == ["topic", "attrprompt", "zero_shot", "few_shot"]
-        assert runs["topic"].config.topic.version == 2 and runs["topic"].config.topic.topics["NUM"] == (
+        assert runs["topic"].config.options.version == 2 and runs["topic"].config.options.topics["NUM"] == (
             "dates", "prices")
-        assert runs["attrprompt"].config.attrprompt.values["style"] == ("terse", "chatty")
-        assert runs["few_shot"].config.few_shot.k == 1
+        assert runs["attrprompt"].config.options.values["style"] == ("terse", "chatty")
+        assert runs["few_shot"].config.options.k == 1
         few = store.samples(run_id=runs["few_shot"].id)
         assert all(len(p) == 1 for p in few["parent_ids"])
         topics = store.samples(run_id=runs["topic"].id).query("label == 'NUM'")["details"].map(json.loads)

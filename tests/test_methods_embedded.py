@@ -20,13 +20,15 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from datagen_core.config import DataGenOptions, FewShotOptions, LLMConfig, RunConfig
+from datagen_core.config import LLMConfig, RunConfig
 from datagen_core.embed import Embedder
+from datagen_core.engine.runner import run_generation, start_run
+from datagen_core.engine.validity import degenerate_reason, instruction_text
 from datagen_core.llm.embedded import MODEL_NAME
-from datagen_core.proposals import propose_attribute_values, propose_topics, save_values
-from datagen_core.runner import run_generation, start_run
+from datagen_core.methods.datagen import DataGenOptions
+from datagen_core.methods.few_shot import FewShotOptions
+from datagen_core.proposals.values import propose_attribute_values, propose_topics, save_values
 from datagen_core.store import Store
-from datagen_core.validity import degenerate_reason, instruction_text
 
 from .conftest import make_project
 
@@ -84,12 +86,12 @@ def test_the_embedded_model_proposes_topics_and_attribute_values(store: Store) -
 METHODS: dict[str, dict[str, Any]] = {
     "genetic": {"method": "genetic"},
     "zero_shot": {"method": "zero_shot"},
-    "few_shot k=1": {"method": "few_shot", "few_shot": FewShotOptions(k=1)},
-    "few_shot k=3": {"method": "few_shot", "few_shot": FewShotOptions(k=3)},
-    "few_shot k=5": {"method": "few_shot", "few_shot": FewShotOptions(k=5)},
+    "few_shot k=1": {"method": "few_shot", "options": FewShotOptions(k=1)},
+    "few_shot k=3": {"method": "few_shot", "options": FewShotOptions(k=3)},
+    "few_shot k=5": {"method": "few_shot", "options": FewShotOptions(k=5)},
     "topic": {"method": "topic"},
     "attrprompt": {"method": "attrprompt"},
-    "datagen": {"method": "datagen", "datagen": DataGenOptions(items_per_call=2, examples=3)},
+    "datagen": {"method": "datagen", "options": DataGenOptions(items_per_call=2, examples=3)},
 }
 
 

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from datagen_core.metrics import aps, cmd, distinct_n, remote_clique, self_bleu, vocabulary_size
+from datagen_core.evaluation.metrics import aps, cmd, distinct_n, remote_clique, self_bleu, vocabulary_size
 
 
 def unit(rows: np.ndarray) -> np.ndarray:
@@ -71,7 +71,7 @@ def test_self_bleu_equals_nltk_on_random_corpora() -> None:
     """The O(n) implementation against NLTK's sentence_bleu, text by text, including edge cases."""
     from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 
-    from datagen_core.metrics import tokens
+    from datagen_core.evaluation.metrics import tokens
 
     rng = np.random.default_rng(3)
     words = ["a", "b", "c", "d", "e", "f"]
@@ -89,7 +89,7 @@ def test_self_bleu_equals_nltk_on_random_corpora() -> None:
 
 
 def test_label_and_length_distributions() -> None:
-    from datagen_core.evaluation import TextSet, intrinsic_metrics
+    from datagen_core.evaluation.evaluator import TextSet, intrinsic_metrics
 
     data = TextSet("x", ("one two", "one two three", "four", "five six"), ("a", "b", "a", "a"))
     vectors = unit(np.random.default_rng(4).normal(size=(4, 3)))

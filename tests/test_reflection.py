@@ -7,12 +7,12 @@ import re
 from pathlib import Path
 from typing import Any
 
+from datagen_core.checks import ReflectionCheck
+from datagen_core.checks.apply import apply_check
 from datagen_core.embed import Embedder
 from datagen_core.llm import LLM
-from datagen_core.quality import apply_check
 from datagen_core.records import NewSample, utcnow
 from datagen_core.store import SampleFilter, Store
-from datagen_core.validators import SelfReflection
 
 from .conftest import loopback_config, make_project
 from .loopback_server import LoopbackServer
@@ -57,7 +57,7 @@ def test_reflection_keeps_rewrites_and_rejects(home: Path, embedder: Embedder) -
     with Store.open(make_project(home)) as store, LoopbackServer(answer=judge) as server:
         ids = write_items(store)
         llm = LLM.from_config(loopback_config(server), store, use_cache=False, max_retries=0)
-        summary = apply_check(store, SelfReflection(rounds=3), SampleFilter(origin="synthetic"), embedder, llm)
+        summary = apply_check(store, ReflectionCheck(rounds=3), SampleFilter(origin="synthetic"), embedder, llm)
         assert summary.checked == 5 and summary.kept == 3 and summary.corrected == 2
         assert dict(summary.rejected) == {"judge_unusable": 1, "not_good_after_3_rounds": 1}
         rows = store.samples_by_ids(list(ids.values())).set_index("id")

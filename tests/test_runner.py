@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from datagen_core.config import GeneticOptions, RunConfig, SamplingParams
+from datagen_core.config import RunConfig, SamplingParams
 from datagen_core.embed import Embedder
+from datagen_core.engine.runner import run_generation, start_run
 from datagen_core.errors import DatagenError, LLMFatalError
-from datagen_core.runner import run_generation, start_run
+from datagen_core.methods.genetic import GeneticOptions
 from datagen_core.store import Store
 
 from .conftest import loopback_config, make_project
@@ -134,7 +135,7 @@ def test_a_run_without_genes_or_with_a_dead_endpoint_fails_clearly(home: Path, e
 
 
 def _cli(home: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "datagen_core.cli", *args, "--home", str(home)]
+    return [sys.executable, "-m", "datagen_core.cli.app", *args, "--home", str(home)]
 
 
 def test_sigkill_midway_then_resume_reaches_exact_target_without_duplicates(home: Path) -> None:
@@ -213,7 +214,7 @@ def test_ctrl_c_marks_the_run_interrupted_and_resume_finishes_it(home: Path) -> 
 def test_stop_event_ends_the_run_gracefully(home: Path, embedder: Embedder, loopback: LoopbackServer) -> None:
     import threading
 
-    from datagen_core.runner import LabelProgress, RunObserver
+    from datagen_core.engine.runner import LabelProgress, RunObserver
 
     stop = threading.Event()
     asked_before_stop: list[int] = []
@@ -259,7 +260,7 @@ def test_word_as_gene_ablation_runs_with_words_of_the_parents(home: Path, embedd
                                                               loopback: LoopbackServer) -> None:
     with Store.open(make_project(home)) as store:
         llm_config = loopback_config(loopback, max_in_flight=4)
-        run_id = start_run(store, config(4, genetic=GeneticOptions(word_genes=True)), llm_config)
+        run_id = start_run(store, config(4, options=GeneticOptions(word_genes=True)), llm_config)
         assert run_generation(store, llm_config, run_id, embedder=embedder).status == "completed"
         rows = store.samples(run_id=run_id)
         assert len(rows) == 12

@@ -16,8 +16,8 @@ import pytest
 
 from datagen_core.config import CheckSpec, Label, ProjectSpec, RunConfig, SamplingParams
 from datagen_core.embed import Embedder
+from datagen_core.engine.runner import LabelProgress, RunObserver, run_generation, start_run
 from datagen_core.records import text_hash
-from datagen_core.runner import LabelProgress, RunObserver, run_generation, start_run
 from datagen_core.store import Store, project_path
 
 from .conftest import loopback_config, make_project, shared_csv

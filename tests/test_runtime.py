@@ -22,12 +22,12 @@ import pytest
 from datagen_core.config import LLMConfig, RunConfig, SamplingParams
 from datagen_core.doctor import build_record, check_model, check_runtime, diagnose, last_report, usable
 from datagen_core.embed import Embedder
+from datagen_core.engine.runner import run_generation, start_run
 from datagen_core.errors import LLMFatalError
 from datagen_core.llm import LLM
 from datagen_core.llm.embedded import MODEL_NAME, embedded_runtime, runtime_package_dir
 from datagen_core.llm.model_server import describe_exit
 from datagen_core.records import duplicate_key
-from datagen_core.runner import run_generation, start_run
 from datagen_core.store import Store
 
 from .conftest import make_project

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from datagen_core import selection
-from datagen_core.selection import (
+from datagen_core.engine.selection import (
     ApproxFarthestPairSelector,
     FarthestPairSelector,
     ParentSelector,

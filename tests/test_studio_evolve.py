@@ -15,9 +15,10 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from datagen_core.config import CheckSpec, DataGenOptions, Label, LLMConfig, ProjectSpec
+from datagen_core.config import CheckSpec, Label, LLMConfig, ProjectSpec
 from datagen_core.demo import DEMO_PROJECT
-from datagen_core.jobs import RunJob
+from datagen_core.engine.jobs import RunJob
+from datagen_core.methods.datagen import DataGenOptions
 from datagen_core.store import SampleFilter, Store
 
 from .loopback_server import LoopbackServer, deterministic_text
@@ -177,7 +178,7 @@ def test_a_few_shot_run_shows_the_examples_it_was_given(studio: Studio) -> None:
         llm = LLMConfig(backend="openai", base_url=server.base_url, model="loopback")
         at = open_evolve(studio, llm)
         at.selectbox(key="evolve_method").set_value("few_shot").run()  # the form asks for the method's options
-        at.number_input(key="evolve_shots").set_value(3)
+        at.number_input(key="evolve_few_shot_k").set_value(3)
         at.multiselect(key="evolve_labels").set_value(["ham"])
         start(at, per_label=3)
         store = studio.workspace().store(DEMO_PROJECT)
@@ -185,7 +186,7 @@ def test_a_few_shot_run_shows_the_examples_it_was_given(studio: Studio) -> None:
         at.run()
     assert not at.exception, [e.value for e in at.exception]
     (run,) = store.runs()
-    assert run.status == "completed" and run.method == "few_shot" and run.config.few_shot.k == 3
+    assert run.status == "completed" and run.method == "few_shot" and run.config.options.k == 3
     offspring = store.sample_page(SampleFilter(run_ids=(run.id,)))
     real_ham = set(store.real_examples("ham")["id"])
     captions = [c.value for c in at.caption]
@@ -228,13 +229,13 @@ def test_a_datagen_run_with_its_options_from_the_page(studio: Studio) -> None:
     with LoopbackServer(answer=ItemsOrVerdicts()) as server:
         llm = LLMConfig(backend="openai", base_url=server.base_url, model="loopback")
         at = open_evolve(studio, llm)
-        assert "evolve_items_per_call" not in [n.key for n in at.number_input]  # genetic: no DataGen options
+        assert "evolve_datagen_items_per_call" not in [n.key for n in at.number_input]  # genetic: no DataGen options
         at.selectbox(key="evolve_method").set_value("datagen").run()
-        assert "evolve_selection" not in [r.key for r in at.radio]  # nor Genetic Prompt's
-        at.number_input(key="evolve_items_per_call").set_value(2)
+        assert "evolve_genetic_parent_selection" not in [r.key for r in at.radio]  # nor Genetic Prompt's
+        at.number_input(key="evolve_datagen_items_per_call").set_value(2)
         at.number_input(key="evolve_datagen_examples").set_value(2)
-        at.radio(key="evolve_diverse").set_value("kmeans")
-        at.text_area(key="evolve_description").set_value("  SMS messages for a spam filter  ")
+        at.radio(key="evolve_datagen_selection").set_value("kmeans")
+        at.text_area(key="evolve_datagen_description").set_value("  SMS messages for a spam filter  ")
         at.multiselect(key="evolve_labels").set_value(["spam"])
         start(at, per_label=3)
         store = studio.workspace().store(DEMO_PROJECT)
@@ -243,7 +244,7 @@ def test_a_datagen_run_with_its_options_from_the_page(studio: Studio) -> None:
     assert not at.exception, [e.value for e in at.exception]
     (run,) = store.runs()
     assert run.status == "completed" and run.method == "datagen"
-    assert run.config.datagen == DataGenOptions(items_per_call=2, examples=2, selection="kmeans",
+    assert run.config.options == DataGenOptions(items_per_call=2, examples=2, selection="kmeans",
                                                 description="SMS messages for a spam filter")
     assert store.kept_counts(run.id) == {"spam": 3} and run.config.checks == ()
     captions = [c.value for c in at.caption]
@@ -255,10 +256,10 @@ def test_a_run_with_an_in_run_reflection_check_from_the_page(studio: Studio) -> 
     with LoopbackServer(answer=ItemsOrVerdicts()) as server:
         llm = LLMConfig(backend="openai", base_url=server.base_url, model="loopback")
         at = open_evolve(studio, llm)
-        assert "evolve_rounds" not in [n.key for n in at.number_input]
+        assert "evolve_check_rounds" not in [n.key for n in at.number_input]
         at.multiselect(key="evolve_checks").set_value(["reflection"]).run()
         assert "evolve_check_mode" not in [r.key for r in at.radio]  # reflection reads rounds, not a mode
-        at.number_input(key="evolve_rounds").set_value(2)
+        at.number_input(key="evolve_check_rounds").set_value(2)
         at.multiselect(key="evolve_labels").set_value(["ham"])
         start(at, per_label=6)
         store = studio.workspace().store(DEMO_PROJECT)

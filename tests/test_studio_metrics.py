@@ -13,10 +13,10 @@ from streamlit.testing.v1 import AppTest
 
 from datagen_core.config import Label, ProjectSpec
 from datagen_core.demo import DEMO_PROJECT
-from datagen_core.downstream import ProgressFn
 from datagen_core.errors import DatagenError
-from datagen_core.evaluation import REAL, Evaluation, Evaluator
-from datagen_core.evaluation_jobs import JobStep
+from datagen_core.evaluation.evaluator import REAL, Evaluation, Evaluator
+from datagen_core.evaluation.jobs import JobStep
+from datagen_core.evaluation.trainers import ProgressFn
 from datagen_core.store import Store
 from pages.metrics import JOB_KEY
 

@@ -19,24 +19,24 @@ from pydantic import ValidationError
 
 from datagen_core.config import (
     DEFAULT_MIN_WORDS,
-    AttrPromptOptions,
     CheckSpec,
-    DataGenOptions,
     Gene,
     GeneSet,
     Label,
     ProjectSpec,
     RunConfig,
     SamplingParams,
-    TopicOptions,
 )
 from datagen_core.embed import Embedder
+from datagen_core.engine.runner import run_generation, start_run
+from datagen_core.engine.validity import REASONS, degenerate_reason, instruction_text, word_count
 from datagen_core.methods import GenerationRequest, MethodContext, make_method
+from datagen_core.methods.attrprompt import AttrPromptOptions
+from datagen_core.methods.datagen import DataGenOptions
 from datagen_core.methods.genetic import crossover_prompt, split_genes
+from datagen_core.methods.topic import TopicOptions
 from datagen_core.records import duplicate_key, text_hash
-from datagen_core.runner import run_generation, start_run
 from datagen_core.store import PopulationMember, ProjectInfo, Store, project_path
-from datagen_core.validity import REASONS, degenerate_reason, instruction_text, word_count
 
 from .conftest import loopback_config, make_project, shared_csv
 from .loopback_server import LoopbackServer, deterministic_text
@@ -131,7 +131,7 @@ REAL = {  # file, task, kind, label descriptions (as a user would type them)
 }
 REAL_METHODS: dict[str, dict[str, Any]] = {
     "genetic": {"worked_example": True}, "zero_shot": {}, "few_shot": {}, "datagen": {},
-    "topic": {}, "attrprompt": {"attrprompt": AttrPromptOptions(values={"style": ("formal", "casual")})},
+    "topic": {}, "attrprompt": {"options": AttrPromptOptions(values={"style": ("formal", "casual")})},
 }
 
 
@@ -271,7 +271,7 @@ def test_datagen_items_are_filtered_one_by_one(home: Path, embedder: Embedder) -
         return json.dumps({"items": [{"text": text} for text in items]})
 
     config = RunConfig(per_label=4, seed=2, sampling=SamplingParams(max_tokens=40), method="datagen",
-                       datagen=DataGenOptions(items_per_call=3, examples=3))
+                       options=DataGenOptions(items_per_call=3, examples=3))
     with Store.open(make_project(home)) as store, LoopbackServer(answer=answer) as server:
         llm_config = loopback_config(server, max_in_flight=4)
         run_id = start_run(store, config, llm_config)

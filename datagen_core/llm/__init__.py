@@ -1,5 +1,5 @@
 """The LLM layer: one facade (`LLM`) over interchangeable backends."""
 
-from .facade import LLM, Completion, check_connection, make_backend
+from datagen_core.llm.facade import LLM, Completion, check_connection, make_backend
 
 __all__ = ["LLM", "Completion", "check_connection", "make_backend"]

@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import SamplingParams
+from datagen_core.config import SamplingParams
 
 
 @dataclass(frozen=True)

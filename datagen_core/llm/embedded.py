@@ -29,11 +29,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from ..config import LLMConfig, SamplingParams
-from ..errors import LLMFatalError
-from .base import BackendAnswer, TransientBackendError
-from .model_server import READY_TIMEOUT_S, read_state
-from .openai_backend import OpenAIBackend
+from datagen_core.config import LLMConfig, SamplingParams
+from datagen_core.errors import LLMFatalError
+from datagen_core.llm.base import BackendAnswer, TransientBackendError
+from datagen_core.llm.model_server import READY_TIMEOUT_S, read_state
+from datagen_core.llm.openai_backend import OpenAIBackend
 
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_NAME = "SmolLM2-135M-Instruct"

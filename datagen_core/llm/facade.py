@@ -18,11 +18,11 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import LLMConfig, SamplingParams
-from ..errors import LLMError, LLMFatalError
-from ..records import LLMCallRecord
-from ..store import Store
-from .base import Backend, TransientBackendError
+from datagen_core.config import LLMConfig, SamplingParams
+from datagen_core.errors import LLMError, LLMFatalError
+from datagen_core.records import LLMCallRecord
+from datagen_core.store import Store
+from datagen_core.llm.base import Backend, TransientBackendError
 
 
 @dataclass(frozen=True)
@@ -80,10 +80,10 @@ def cache_key(model: str, messages: list[dict[str, str]], sampling: SamplingPara
 def make_backend(config: LLMConfig) -> Backend:
     """The factory is the only place that knows backend classes."""
     if config.backend == "embedded":
-        from .embedded import EmbeddedBackend
+        from datagen_core.llm.embedded import EmbeddedBackend
 
         return EmbeddedBackend()
-    from .openai_backend import OpenAIBackend
+    from datagen_core.llm.openai_backend import OpenAIBackend
 
     return OpenAIBackend(config)
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import openai
 
-from ..config import LLMConfig, SamplingParams
-from ..errors import LLMError, LLMFatalError
-from .base import Backend, BackendAnswer, TransientBackendError
+from datagen_core.config import LLMConfig, SamplingParams
+from datagen_core.errors import LLMError, LLMFatalError
+from datagen_core.llm.base import Backend, BackendAnswer, TransientBackendError
 
 
 def _retry_after(exc: openai.APIStatusError) -> float | None:

@@ -14,9 +14,9 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from ..config import SamplingParams
-from ..errors import LLMError, LLMFatalError
-from .facade import LLM
+from datagen_core.config import SamplingParams
+from datagen_core.errors import LLMError, LLMFatalError
+from datagen_core.llm.facade import LLM
 
 M = TypeVar("M", bound=BaseModel)
 

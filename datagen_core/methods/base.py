@@ -10,9 +10,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..config import GeneSet, Label, RunConfig, SamplingParams
-from ..records import GeneSplit
-from ..store import PopulationMember, ProjectInfo, Store
+from datagen_core.config import GeneSet, Label, RunConfig, SamplingParams
+from datagen_core.records import GeneSplit
+from datagen_core.registry import NoOptions, Options, asked_fields, field_title
+from datagen_core.store import PopulationMember, ProjectInfo, Store
 
 REFUSAL_MARKERS = (
     "i apologize", "i'm sorry", "i am sorry", "as an ai", "as a language model", "i cannot", "i can't",
@@ -59,13 +60,31 @@ class MethodContext:
 
 
 class GenerationMethod(ABC):
-    """Turns the live population of a label into LLM requests, one sample per request."""
+    """Turns the live population of a label into LLM requests, one sample per request.
+
+    A plug-in: `name`, `title`, `summary` and `Options` are what the config, the CLI and the studio read
+    (`datagen_core.registry`); register it in `datagen_core/methods/__init__.py` (one line).
+    """
 
     name: ClassVar[str]
+    title: ClassVar[str]
+    summary: ClassVar[str]
+    Options: ClassVar[type[Options]] = NoOptions
+    #: The run must have genes (the method's prompts are built from them).
+    needs_genes: ClassVar[bool] = False
+    #: On a small local model, open each chat with one worked exchange (`RunConfig.worked_example`).
+    worked_example: ClassVar[bool] = False
 
     def __init__(self, context: MethodContext, rng: np.random.Generator) -> None:
         self.context = context
         self.rng = rng
+        self.options: Any = context.config.options
+
+    @classmethod
+    def describe(cls, options: Any) -> str:
+        """The options in a few words, for a run's settings line and its data card ("" for none)."""
+        return " · ".join(f"{field_title(name, field).lower()} {getattr(options, name)}"
+                          for name, field in asked_fields(cls.Options).items())
 
     @classmethod
     def prepare(cls, store: Store, config: RunConfig) -> RunConfig:

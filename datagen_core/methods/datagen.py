@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, Field, ValidationError
 
-from ..config import SamplingParams
-from ..store import PopulationMember
-from .base import BaselineMethod, GenerationRequest, MethodContext, clean_output
+from datagen_core.config import SamplingParams
+from datagen_core.methods.base import BaselineMethod, GenerationRequest, MethodContext, clean_output
+from datagen_core.registry import Options
+from datagen_core.store import PopulationMember
 
 THRESHOLD_STEP = 0.05
 
@@ -56,12 +58,35 @@ def kmeans_clusters(vectors: np.ndarray, k: int, seed: int) -> list[list[int]]:
     return [list(np.flatnonzero(labels == c)) for c in range(k) if np.any(labels == c)]
 
 
+class DataGenOptions(Options):
+    """DataGen-style generation: diverse few-shot examples, a dataset description, several items per call."""
+
+    items_per_call: int = Field(default=5, ge=1, le=20, title="Items per call",
+                                description="Samples asked for in one call (JSON list).")
+    examples: int = Field(default=3, ge=1, le=10, title="Examples per call",
+                          description="Real examples of the label shown in each call, chosen for diversity.")
+    selection: Literal["greedy", "kmeans"] = Field(
+        default="greedy", title="Diverse examples",
+        description="greedy cosine threshold raised by 0.05 until enough, or one per k-means cluster",
+        json_schema_extra={"flag": "diverse"})
+    description: str = Field(default="", title="Dataset description",
+                             description="what the dataset is for; the project's task when empty",
+                             json_schema_extra={"multiline": True})
+
+
 class DataGenMethod(BaselineMethod):
     name = "datagen"
+    title = "DataGen (several per call)"
+    summary = "Diverse real examples and a dataset description; several samples per call."
+    Options = DataGenOptions
+    options: DataGenOptions
+
+    @classmethod
+    def describe(cls, options: DataGenOptions) -> str:
+        return f"{options.items_per_call} items per call · {options.examples} {options.selection} examples"
 
     def __init__(self, context: MethodContext, rng: np.random.Generator) -> None:
         super().__init__(context, rng)
-        self.options = context.config.datagen
         self._ids: dict[str, list[int]] = {}
         self._texts: dict[int, str] = {}
         self._vectors: dict[str, list[np.ndarray]] = {}

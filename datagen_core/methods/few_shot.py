@@ -5,9 +5,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from pydantic import Field
 
-from ..store import PopulationMember
-from .base import BaselineMethod, GenerationRequest, MethodContext
+from datagen_core.methods.base import BaselineMethod, GenerationRequest, MethodContext
+from datagen_core.registry import Options
+from datagen_core.store import PopulationMember
+
+
+class FewShotOptions(Options):
+    """One-shot (k=1) and few-shot (the paper's k=3, 5): k real examples of the label per call."""
+
+    k: int = Field(default=3, ge=1, le=10, title="Examples per call (few-shot)",
+                   description="Real examples per call: 1 = one-shot; the paper used 1, 3 and 5.",
+                   json_schema_extra={"flag": "shots"})
 
 
 class FewShotMethod(BaselineMethod):
@@ -18,10 +28,18 @@ class FewShotMethod(BaselineMethod):
     """
 
     name = "few_shot"
+    title = "Few-shot"
+    summary = "k real examples of the label in each call (one-shot with k=1)."
+    Options = FewShotOptions
+    options: FewShotOptions
+
+    @classmethod
+    def describe(cls, options: FewShotOptions) -> str:
+        return f"{options.k} examples per call"
 
     def __init__(self, context: MethodContext, rng: np.random.Generator) -> None:
         super().__init__(context, rng)
-        self.k = context.config.few_shot.k
+        self.k = self.options.k
         self._real: dict[str, list[int]] = {}
         self._texts: dict[int, str] = {}
 

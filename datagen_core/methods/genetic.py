@@ -4,14 +4,33 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
-from ..errors import DatagenError
-from ..records import GeneSplit
-from ..selection import ParentSelector, make_selector
-from ..store import PopulationMember
-from .base import GenerationMethod, GenerationRequest, MethodContext
+from datagen_core.engine.selection import ParentSelector, make_selector
+from datagen_core.errors import DatagenError
+from datagen_core.methods.base import GenerationMethod, GenerationRequest, MethodContext
+from datagen_core.records import GeneSplit
+from datagen_core.registry import Options
+from datagen_core.store import PopulationMember
+
+
+class GeneticOptions(Options):
+    """Options of the Genetic Prompt method, including the paper's ablations."""
+
+    parent_selection: Literal["farthest", "random"] = Field(
+        default="farthest", title="Parent selection", description="The paper's active selection, or its "
+        "random-parents ablation.",
+        json_schema_extra={"flag": "selection", "labels": {"farthest": "farthest pair (active)",
+                                                            "random": "random pair"}})
+    mutation: bool = Field(default=True, title="Mutation", description="Off: the no-mutation ablation (every gene "
+                           "inherited).")
+    word_genes: bool = Field(default=False, title="Word genes", description="Ablation: the genes are words of the "
+                             "parents, not attributes.")
+    approx_above: int = Field(default=20_000, ge=2, description="population size above which selection is "
+                              "approximate", json_schema_extra={"shown": False})
 
 
 def split_genes(genes: Sequence[str], rng: np.random.Generator, mutation: bool) -> GeneSplit:
@@ -75,6 +94,17 @@ def crossover_prompt(
 
 class GeneticMethod(GenerationMethod):
     name = "genetic"
+    title = "Genetic Prompt"
+    summary = "Crossover of the two most distant unused parents on chosen genes, mutation of the rest."
+    Options = GeneticOptions
+    needs_genes = True
+    worked_example = True
+    options: GeneticOptions
+
+    @classmethod
+    def describe(cls, options: GeneticOptions) -> str:
+        words = " · word genes" if options.word_genes else ""
+        return f"{options.parent_selection} parents · mutation {'on' if options.mutation else 'off'}{words}"
 
     def __init__(self, context: MethodContext, rng: np.random.Generator) -> None:
         super().__init__(context, rng)
@@ -82,7 +112,6 @@ class GeneticMethod(GenerationMethod):
             raise DatagenError("the project has no genes: run `datagen genes propose` or `datagen genes set` first")
         self.genes = [gene.name for gene in context.gene_set.genes]
         self.constraints = context.gene_set.constraints
-        self.options = context.config.genetic
         self._selectors: dict[str, ParentSelector] = {}
         self._texts: dict[int, str] = {}
         self._real: dict[str, list[int]] = {}

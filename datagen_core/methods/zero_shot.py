@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import BaselineMethod, GenerationRequest
+from datagen_core.methods.base import BaselineMethod, GenerationRequest
 
 
 class ZeroShotMethod(BaselineMethod):
@@ -10,6 +10,8 @@ class ZeroShotMethod(BaselineMethod):
     sample index, so neither the response cache nor a seeded server hands back the previous answer)."""
 
     name = "zero_shot"
+    title = "Zero-shot (SimPrompt)"
+    summary = "The same label-conditional instruction every call; variety from sampling alone."
 
     def next_request(self, label: str) -> GenerationRequest | None:
         return self._request(label, prompt=self._prompt(label))

@@ -1,0 +1,141 @@
+"""`datagen init`, `projects`, `labels`, `export` and `kb`: creating projects and getting data in and out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.table import Table
+
+from datagen_core.cli.options import DEFAULT_HOME, Home, open_project, out
+from datagen_core.config import DEFAULT_MIN_WORDS, Label, ProjectSpec
+from datagen_core.errors import DatagenError
+from datagen_core.ingest import read_examples
+from datagen_core.store import Store, project_path
+
+labels_app = typer.Typer(no_args_is_help=True, help="Show and describe a project's labels.")
+kb_app = typer.Typer(no_args_is_help=True, help="The knowledge base that fact checks retrieve from.")
+
+
+def _parse_label_descriptions(items: Sequence[str]) -> dict[str, str]:
+    descriptions: dict[str, str] = {}
+    for item in items:
+        label, sep, description = item.partition("=")
+        if not sep or not label.strip():
+            raise DatagenError(f"--label-desc {item!r} must look like LABEL=description")
+        descriptions[label.strip()] = description.strip()
+    return descriptions
+
+
+
+def init(
+    name: Annotated[str, typer.Argument(help="Project name (also the file name).")],
+    data: Annotated[Path, typer.Option("--data", help="Real labelled examples: CSV, JSONL or Parquet.")],
+    task: Annotated[str, typer.Option("--task", help="What the classifier does, e.g. 'spam detection'.")],
+    text_col: Annotated[str, typer.Option("--text-col")] = "text",
+    label_col: Annotated[str, typer.Option("--label-col")] = "label",
+    kind: Annotated[str, typer.Option("--kind", help="What one sample is, e.g. 'SMS message'.")] = "text",
+    label_desc: Annotated[list[str] | None, typer.Option("--label-desc", help="LABEL=description, repeatable.")] = None,
+    holdout: Annotated[float, typer.Option("--holdout", min=0.0, max=0.9, help="Fraction of each label kept apart "
+                                           "as held-out test data the generator never sees.")] = 0.0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the held-out split.")] = 0,
+    min_words: Annotated[int, typer.Option("--min-words", help="Generated texts with fewer words are filtered "
+                                           "(too_short); 1 also accepts one-word texts.")] = DEFAULT_MIN_WORDS,
+    home: Home = DEFAULT_HOME,
+) -> None:
+    """Create a project from real labelled examples (optionally holding some out for downstream evaluation)."""
+    from datagen_core.ingest import split_heldout
+
+    try:
+        spec = ProjectSpec(name=name, task=task, text_kind=kind, min_words=min_words)
+    except ValidationError as exc:
+        raise DatagenError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+    examples = read_examples(data, text_col, label_col)
+    descriptions = _parse_label_descriptions(label_desc or [])
+    names = list(dict.fromkeys(examples["label"]))
+    unknown = sorted(set(descriptions) - set(names))
+    if unknown:
+        raise DatagenError(f"--label-desc names unknown label(s) {unknown}; the data has {names}")
+    labels = [Label(name=n, description=descriptions.get(n, "")) for n in names]
+    examples, heldout = split_heldout(examples, holdout, seed)
+    with Store.create(project_path(home, name), spec, labels, examples, str(data), heldout=heldout) as store:
+        held = store.heldout_counts()
+    counts = examples["label"].value_counts()
+    out.print(f"created project [bold]{name}[/] with {len(examples)} examples: "
+              + ", ".join(f"{lb} {counts.get(lb, 0)}" for lb in names))
+    if held:
+        out.print(f"held out {sum(held.values())} for evaluation: " + ", ".join(f"{lb} {n}" for lb, n in held.items()))
+
+
+def projects(home: Home = DEFAULT_HOME) -> None:
+    """List the projects in the home folder."""
+    files = sorted(home.glob("*.duckdb")) if home.exists() else []
+    if not files:
+        out.print(f"no projects in {home}")
+    for file in files:
+        out.print(file.stem)
+
+
+@labels_app.command("list")
+def labels_list(name: str, home: Home = DEFAULT_HOME) -> None:
+    """Labels with their descriptions and real example counts."""
+    with open_project(home, name) as store:
+        counts = store.real_counts()
+        table = Table("label", "real examples", "description")
+        for label in store.labels():
+            table.add_row(label.name, str(counts.get(label.name, 0)), label.description)
+        out.print(table)
+
+
+@labels_app.command("describe")
+def labels_describe(name: str, label: str, description: str, home: Home = DEFAULT_HOME) -> None:
+    """Set the description a label's prompts use ('it must be about ...')."""
+    with open_project(home, name) as store:
+        store.set_label_description(label, description)
+    out.print(f"{label}: {description}")
+
+
+
+def export(
+    name: str,
+    fmt: Annotated[str, typer.Option("--format", help="jsonl, csv or parquet")] = "jsonl",
+    output: Annotated[Path | None, typer.Option("--out", help="File to write; default NAME.FORMAT")] = None,
+    run_id: Annotated[str | None, typer.Option("--run", help="Only this run.")] = None,
+    status: Annotated[str | None, typer.Option("--status", help="pending, accepted or rejected")] = None,
+    include_filtered: Annotated[bool, typer.Option("--include-filtered")] = False,
+    home: Home = DEFAULT_HOME,
+) -> None:
+    """Write generated samples with their lineage."""
+    from datagen_core.export import export_frame, write_export
+
+    if fmt not in ("jsonl", "csv", "parquet"):
+        raise DatagenError(f"--format must be jsonl, csv or parquet, not {fmt!r}")
+    with open_project(home, name) as store:
+        if run_id is not None:
+            store.run(run_id)
+        frame = export_frame(store, run_id=run_id, status=status, include_filtered=include_filtered)
+    target = output or Path(f"{name}.{fmt}")
+    write_export(frame, target, fmt)  # type: ignore[arg-type]
+    out.print(f"wrote {len(frame)} samples to {target}")
+
+
+
+@kb_app.command("load")
+def kb_load(
+    name: str,
+    data: Annotated[Path, typer.Option("--data", help="CSV/TSV/JSONL/JSON, a .txt/.md file or a folder of them.")],
+    text_col: Annotated[str, typer.Option("--text-col")] = "text",
+    title_col: Annotated[str | None, typer.Option("--title-col")] = "title",
+    home: Home = DEFAULT_HOME,
+) -> None:
+    """Add documents to the project's knowledge base (passages already there are skipped)."""
+    from datagen_core.checks.knowledge import load_knowledge
+    from datagen_core.embed import Embedder
+
+    with open_project(home, name) as store:
+        added = load_knowledge(store, Embedder(), data, text_col=text_col, title_col=title_col)
+        out.print(f"added {added} passages; the knowledge base holds {store.kb_count()}")
+

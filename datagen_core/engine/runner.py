@@ -1,0 +1,437 @@
+"""The run loop: many requests in flight, parents chosen from the population as it stands, offspring
+persisted in transactional batches as they land, exact targets, resumable after a crash.
+
+A run's state lives in the store, never only in memory: what is committed is the run. Resuming
+rebuilds each population (real seeds + kept offspring), marks the parent pairs already used and asks
+for exactly the missing number of offspring.
+
+Degenerate answers (empty, one word, a label's name, an echo of the instruction, a copy of a parent or example,
+shorter than the project's minimum; see `validity`) are stored as filtered with that reason and asked for again,
+like refusals and duplicates, whatever the method.
+
+In-run quality modules (`RunConfig.checks`) judge each batch before it is written: an offspring one rejects
+(or moves to another label) is stored as filtered (`check:<module>`) and asked for again, so targets stay
+exact; a correction is what is stored, embedded and bred from, with the text as generated in its details.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from datagen_core.checks import CheckContext, Item, in_run_checks
+from datagen_core.checks.apply import Outcome, run_checks, verdict_records
+from datagen_core.checks.dedup import nearest
+from datagen_core.config import LLMConfig, RunConfig
+from datagen_core.embed import Embedder
+from datagen_core.engine.validity import degenerate_reason, instruction_text
+from datagen_core.errors import DatagenError, LLMError, LLMFatalError
+from datagen_core.llm import LLM, Completion
+from datagen_core.methods import GenerationMethod, GenerationRequest, MethodContext, make_method, prepare_run_config
+from datagen_core.records import NewSample, duplicate_key, utcnow
+from datagen_core.registry import CHECKS, METHODS
+from datagen_core.store import PopulationMember, RunInfo, Store
+
+
+@dataclass
+class LabelProgress:
+    label: str
+    target: int
+    kept: int = 0
+    filtered: int = 0
+    failed: int = 0
+    in_flight: int = 0
+    exhausted: bool = False
+
+    @property
+    def needed(self) -> int:
+        return self.target - self.kept - self.in_flight
+
+    @property
+    def done(self) -> bool:
+        return self.kept >= self.target or (self.exhausted and self.in_flight == 0)
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    status: str
+    progress: dict[str, LabelProgress]
+    seconds: float
+    new_offspring: int
+    usage: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def offspring_per_second(self) -> float:
+        return self.new_offspring / self.seconds if self.seconds > 0 else 0.0
+
+
+class RunObserver:
+    """Hooks for interfaces (progress bars, the studio's live feed); every hook is optional."""
+
+    def on_start(self, run_id: str, progress: dict[str, LabelProgress]) -> None: ...
+
+    def on_batch(self, samples: Sequence[NewSample], progress: dict[str, LabelProgress]) -> None: ...
+
+    def on_message(self, level: str, message: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class _Landed:
+    request: GenerationRequest
+    requested_at: object
+    completion: Completion | None
+    error: LLMError | None
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """One sample of an answer (an answer holds several for methods that ask for several per call)."""
+
+    landed: _Landed
+    text: str
+    reason: str | None
+    position: int
+    of: int
+    checked: Outcome | None = None  # what the in-run quality modules made of it
+
+
+def start_run(store: Store, config: RunConfig, llm_config: LLMConfig) -> str:
+    """Record a new run (the gene-set version and the topics or attribute values it uses included)."""
+    config = prepare_run_config(store, config)
+    labels = [lb.name for lb in store.labels()]
+    unknown = [lb for lb in config.labels if lb not in labels]
+    if unknown:
+        raise DatagenError(f"unknown label(s) {unknown}; the project's labels are {labels}")
+    gene_set = store.gene_set()
+    if METHODS.get(config.method).needs_genes and gene_set is None:
+        raise DatagenError("the project has no genes: run `datagen genes propose` or `datagen genes set` first")
+    for check in config.checks:
+        CHECKS.get(check.name).require(store)
+    run_id = uuid.uuid4().hex[:12]
+    store.create_run(run_id, config, gene_set.version if gene_set else None, llm_config)
+    return run_id
+
+
+class Runner:
+    """Executes one run against one store. Construct per run; `execute` may be awaited once."""
+
+    def __init__(
+        self,
+        store: Store,
+        run: RunInfo,
+        llm: LLM,
+        embedder: Embedder,
+        observer: RunObserver | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.store = store
+        self.run = run
+        self.config = run.config
+        self.llm = llm
+        self.embedder = embedder
+        self.observer = observer or RunObserver()
+        self.stop = stop or threading.Event()
+        project = store.project()
+        self.all_labels = store.labels()
+        self.min_words = project.min_words  # a project setting, read when the run starts or resumes
+        self.labels = list(self.config.labels) or [lb.name for lb in self.all_labels]
+        context = MethodContext(project, self.all_labels, store.gene_set(run.gene_set_version), self.config)
+        existing = sum(store.kept_counts(run.id).values()) + sum(store.filtered_counts(run.id).values())
+        # A resumed run continues the random stream at a new place instead of replaying its first splits.
+        self.method: GenerationMethod = make_method(context, np.random.default_rng([self.config.seed, existing]))
+        self.progress = {lb: LabelProgress(lb, self.config.per_label) for lb in self.labels}
+        self._hashes: dict[str, set[str]] = {lb: set() for lb in self.labels}
+        self._texts: dict[int, str] = {}  # population texts by id: what a request showed the model
+        self._consecutive_failures = 0
+        self._filtered_in_a_row = dict.fromkeys(self.labels, 0)
+        self._pool: dict[str, np.ndarray] = {}  # population vectors per label, for in-run group checking
+        self.checks = in_run_checks(self.config.checks)
+
+    # ------------------------------------------------------------ set-up
+    def _load_populations(self) -> None:
+        kept = self.store.kept_counts(self.run.id)
+        for label in self.labels:
+            members = self.store.population(label, self.run.id)
+            self._admit(label, members)
+            for pair in self.store.used_pairs(self.run.id, label):
+                self.method.mark_used(label, pair)
+            self.progress[label].kept = kept.get(label, 0)
+
+    def _admit(self, label: str, members: Sequence[PopulationMember], vectors: np.ndarray | None = None) -> None:
+        if not members:
+            return
+        if vectors is None:
+            vectors, fresh = self.embedder.embed(self.store, [m.text for m in members])
+            self.store.put_embeddings(self.embedder.name, fresh)
+        self.method.observe(label, members, vectors)
+        self._hashes[label].update(duplicate_key(m.text) for m in members)
+        self._texts.update((m.id, m.text) for m in members)
+        if self.config.dedup_distance is not None:
+            held = self._pool.get(label)
+            self._pool[label] = vectors if held is None else np.concatenate([held, vectors])
+
+    # -------------------------------------------------------------- loop
+    def _schedule(self, tasks: set[asyncio.Task[_Landed]]) -> None:
+        """Fill the in-flight budget, each slot to the label furthest behind its target (fair at any budget)."""
+        waiting = [label for label in self.labels if not self.progress[label].exhausted]
+        while len(tasks) < self.llm.max_in_flight and not self.stop.is_set():
+            open_labels = [label for label in waiting if self.progress[label].needed > 0]
+            if not open_labels:
+                return
+            label = min(open_labels, key=lambda lb: (self.progress[lb].target - self.progress[lb].needed)
+                        / self.progress[lb].target)
+            state = self.progress[label]
+            request = self.method.next_request_for(label, state.needed)
+            if request is None:
+                waiting.remove(label)
+                if state.in_flight == 0:
+                    state.exhausted = True
+                    self._message("warning", f"label {label!r}: every parent pair is used; stopping this label")
+                continue
+            state.in_flight += request.items
+            tasks.add(asyncio.create_task(self._ask(request)))
+
+    async def _ask(self, request: GenerationRequest) -> _Landed:
+        requested_at = utcnow()
+        try:
+            completion = await self.llm.complete(
+                request.messages, sampling=request.sampling or self.config.sampling, schema=request.schema,
+                purpose=self.config.method,
+                sample_index=":".join(filter(None, (f"seed:{self.config.seed}", request.sample_index))),
+            )
+            return _Landed(request, requested_at, completion, None)
+        except LLMFatalError:
+            raise
+        except LLMError as exc:
+            return _Landed(request, requested_at, None, exc)
+
+    def _degenerate(self, request: GenerationRequest, text: str) -> str | None:
+        """Why a parsed or corrected text cannot count as a sample of this request (see `validity`), or None."""
+        sources = [self._texts[i] for i in (*request.parent_ids, *request.shown_ids) if i in self._texts]
+        return degenerate_reason(text, labels=self.all_labels, min_words=self.min_words, sources=sources,
+                                 instruction=instruction_text(request.messages, sources))
+
+    def _triage(self, landed: Sequence[_Landed]) -> list[_Candidate]:
+        """Count failures, parse answers (one or several samples each) and mark filtered ones (refusal, empty,
+        too long, degenerate, duplicate, extra items beyond what was asked); `_persist` counts them once checks
+        have run."""
+        candidates: list[_Candidate] = []
+        for item in landed:
+            if item.completion is None:
+                self.progress[item.request.label].failed += 1
+                self._consecutive_failures += 1
+                self._message("warning", f"{item.request.label}: {item.error}")
+                continue
+            self._consecutive_failures = 0
+            label = item.request.label
+            pieces = self.method.parse_many(item.request, item.completion.text)
+            for position, (text, reason) in enumerate(pieces):
+                if reason is None and position >= item.request.items:
+                    reason = "extra_item"  # kept targets exact: never more than was counted in flight
+                if reason is None:
+                    reason = self._degenerate(item.request, text)
+                if reason is None:
+                    digest = duplicate_key(text)
+                    if digest in self._hashes[label]:
+                        reason = "duplicate"
+                    else:
+                        self._hashes[label].add(digest)
+                candidates.append(_Candidate(item, text, reason, position, len(pieces)))
+        if self._consecutive_failures >= self.config.max_failures:
+            raise LLMFatalError(f"{self._consecutive_failures} LLM calls in a row failed; stopping the run")
+        return candidates
+
+    async def _apply_checks(self, candidates: list[_Candidate]) -> list[_Candidate]:
+        """The in-run quality modules, in order, on the candidates still kept. They ask through the run's LLM
+        facade, so they share its in-flight limit while new requests keep flowing."""
+        chosen = [i for i, c in enumerate(candidates) if c.reason is None]
+        if not self.checks or not chosen:
+            return candidates
+        items = [Item(None, candidates[i].landed.request.label, candidates[i].text) for i in chosen]
+        context = CheckContext(self.store, self.embedder, self.llm)
+        outcomes = await run_checks(self.checks, items, context, fixed_label=True)
+        checked = list(candidates)
+        for i, outcome in zip(chosen, outcomes, strict=True):
+            reason = self._checked_reason(outcome, candidates[i].landed.request)
+            checked[i] = dataclasses.replace(candidates[i], text=outcome.item.text, reason=reason, checked=outcome)
+        return checked
+
+    def _checked_reason(self, outcome: Outcome, request: GenerationRequest) -> str | None:
+        """`check:<module>` for a rejection; a corrected text must still pass the length, degenerate and duplicate
+        filters."""
+        if outcome.rejected_by is not None:
+            return f"check:{outcome.rejected_by}"
+        if not outcome.corrected:
+            return None
+        if len(outcome.item.text) > self.config.max_chars:
+            return "too_long"
+        degenerate = self._degenerate(request, outcome.item.text)
+        if degenerate is not None:
+            return degenerate
+        digest, hashes = duplicate_key(outcome.item.text), self._hashes[outcome.item.label]
+        if digest != duplicate_key(outcome.original.text) and digest in hashes:
+            return "duplicate"
+        hashes.add(digest)
+        return None
+
+    def _group_check(
+        self, candidates: Sequence[_Candidate], vectors: np.ndarray
+    ) -> tuple[list[_Candidate], np.ndarray]:
+        """In-run group checking (DataGen): an offspring closer than `dedup_distance` to a member of its label's
+        population, or to one kept earlier in this batch, is filtered as `near_duplicate`."""
+        checked: list[_Candidate] = []
+        keep: list[bool] = []
+        batch: dict[str, list[np.ndarray]] = {}
+        rows = iter(vectors)
+        for c in candidates:
+            if c.reason is not None:
+                checked.append(c)
+                continue
+            vector, label = next(rows), c.landed.request.label
+            pool = [p for p in (self._pool.get(label), *(v[None, :] for v in batch.get(label, []))) if p is not None]
+            _, distance = nearest(vector, np.concatenate(pool)) if pool else (None, ())
+            close = len(distance) > 0 and distance[0] < self.config.dedup_distance  # type: ignore[operator]
+            keep.append(not close)
+            if close:
+                checked.append(dataclasses.replace(c, reason="near_duplicate"))
+                self._count_filtered(label, "near_duplicate")
+            else:
+                checked.append(c)
+                batch.setdefault(label, []).append(vector)
+        return checked, vectors[np.asarray(keep, dtype=bool)] if len(vectors) else vectors
+
+    def _count_filtered(self, label: str, reason: str | None) -> None:
+        """A model that only repeats itself or refuses would otherwise keep a label asking forever."""
+        self._filtered_in_a_row[label] = 0 if reason is None else self._filtered_in_a_row[label] + 1
+        if self._filtered_in_a_row[label] >= self.config.max_failures and not self.progress[label].exhausted:
+            self.progress[label].exhausted = True
+            self._message("warning", f"label {label!r}: {self.config.max_failures} answers in a row were "
+                          f"filtered (last: {reason}); stopping this label")
+
+    def _write(self, candidates: Sequence[_Candidate]) -> tuple[list[NewSample], np.ndarray]:
+        """Embed the kept texts and write the batch with the in-run checks' verdicts in one transaction (runs in a
+        worker thread)."""
+        kept_texts = [c.text for c in candidates if c.reason is None]
+        vectors, fresh = self.embedder.embed(self.store, kept_texts)
+        if self.config.dedup_distance is not None:
+            candidates, vectors = self._group_check(candidates, vectors)
+        ids = self.store.allocate_sample_ids(len(candidates))
+        samples = []
+        for sample_id, c in zip(ids, candidates, strict=True):
+            request, call = c.landed.request, c.landed.completion.call  # type: ignore[union-attr]
+            details = request.details if c.of == 1 else {**request.details, "item": c.position, "items": c.of}
+            if c.checked is not None and c.checked.corrected:  # the raw response may hold several items
+                details = {**details, "original_text": c.checked.original.text}
+            samples.append(NewSample(
+                id=sample_id, run_id=self.run.id, label=request.label, text=c.text, method=self.config.method,
+                parent_ids=request.parent_ids, gene_split=request.gene_split, prompt=request.prompt, details=details,
+                model=self.llm.model, sampling=(request.sampling or self.config.sampling).model_dump(),
+                raw_response=c.landed.completion.text, llm_call_id=call.id,  # type: ignore[union-attr]
+                prompt_tokens=call.prompt_tokens // c.of, completion_tokens=call.completion_tokens // c.of,
+                requested_at=c.landed.requested_at, filter_reason=c.reason,  # type: ignore[arg-type]
+            ))
+        checked = [(sample_id, c.checked) for sample_id, c in zip(ids, candidates, strict=True) if c.checked]
+        verdicts = verdict_records(self.checks, [i for i, _ in checked], [o for _, o in checked])
+        self.store.write_offspring(samples, self.llm.take_pending_calls(), fresh, self.embedder.name, verdicts)
+        return samples, vectors
+
+    async def _persist(self, landed: Sequence[_Landed]) -> list[NewSample]:
+        """Check and store what landed, then let the offspring join their populations."""
+        candidates = await self._apply_checks(self._triage(landed))
+        for c in candidates:
+            self._count_filtered(c.landed.request.label, c.reason)
+        samples, vectors = await asyncio.to_thread(self._write, candidates)
+        kept = [s for s in samples if s.filter_reason is None]
+        for label in {s.label for s in kept}:
+            rows = [i for i, s in enumerate(kept) if s.label == label]
+            members = [PopulationMember(kept[i].id, kept[i].text, kept[i].text_hash, "synthetic") for i in rows]
+            self._admit(label, members, vectors[rows])
+        for sample in samples:
+            state = self.progress[sample.label]
+            if sample.filter_reason is None:
+                state.kept += 1
+            else:
+                state.filtered += 1
+        for item in landed:  # counted as in flight until persisted, so refills never overshoot a target
+            self.progress[item.request.label].in_flight -= item.request.items
+        self.observer.on_batch(samples, self.progress)
+        return samples
+
+    def _message(self, level: str, message: str) -> None:
+        self.store.add_event(self.run.id, level, "message", message)
+        self.observer.on_message(level, message)
+
+    async def execute(self) -> RunSummary:
+        started = time.perf_counter()
+        tasks: set[asyncio.Task[_Landed]] = set()
+        new_offspring = 0
+        status = "failed"
+        try:
+            await self.llm.check()
+            await asyncio.to_thread(self._load_populations)
+            self.observer.on_start(self.run.id, self.progress)
+            self.store.set_run_status(self.run.id, "running")
+            landed: list[_Landed] = []
+            persisting: asyncio.Task[list[NewSample]] | None = None
+            while True:
+                self._schedule(tasks)
+                if persisting is None and landed:
+                    # One batch is written at a time while requests keep flowing; what lands meanwhile
+                    # forms the next batch, so batches grow with throughput.
+                    persisting = asyncio.create_task(self._persist(landed))
+                    landed = []
+                waiting = tasks | {persisting} if persisting else tasks
+                if not waiting:
+                    break
+                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if task is persisting:
+                        new_offspring += sum(s.filter_reason is None for s in persisting.result())
+                        persisting = None
+                    else:
+                        tasks.discard(task)  # type: ignore[arg-type]
+                        landed.append(task.result())  # type: ignore[arg-type]
+            status = "interrupted" if self.stop.is_set() else "completed"
+        except LLMFatalError as exc:
+            self.store.set_run_status(self.run.id, "failed", str(exc))
+            raise
+        except BaseException:
+            status = "interrupted"
+            raise
+        finally:
+            for task in tasks:
+                task.cancel()
+            self.store.insert_llm_calls(self.llm.take_pending_calls())
+            if status != "failed":
+                self.store.set_run_status(self.run.id, status)
+            await self.llm.aclose()
+        return RunSummary(
+            self.run.id, status, self.progress, time.perf_counter() - started, new_offspring,
+            self.store.run_usage(self.run.id),
+        )
+
+
+def run_generation(
+    store: Store,
+    llm_config: LLMConfig,
+    run_id: str,
+    *,
+    embedder: Embedder | None = None,
+    observer: RunObserver | None = None,
+    stop: threading.Event | None = None,
+    **llm_options: object,
+) -> RunSummary:
+    """Execute (or resume) a recorded run to its targets; blocks until done, stopped or failed."""
+    run = store.run(run_id)
+    llm = LLM.from_config(llm_config, store, run_id=run_id, use_cache=run.config.use_cache, autoflush=False,
+                          **llm_options)
+    runner = Runner(store, run, llm, embedder or Embedder(), observer, stop)
+    return asyncio.run(runner.execute())

@@ -1,0 +1,346 @@
+"""Is a dataset any good, and which run is better (SPEC §4): intrinsic metrics and downstream F1.
+
+Everything is measured with the same embedder for real and synthetic data. Results are cached in the
+store under a key that hashes the data itself (text hashes and labels), the test set, the trainer and
+every setting, so a figure is recomputed only when something that produced it changed (an edit in
+Review changes the data and therefore the key) and each figure can be traced to its parameters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from datagen_core.embed import Embedder
+from datagen_core.errors import DatagenError
+from datagen_core.evaluation import metrics
+from datagen_core.evaluation.trainers import LabelledTexts, LogisticTrainer, ProgressFn, Trainer
+from datagen_core.records import text_hash
+from datagen_core.store import Store
+
+REAL = "real"
+"""The subject name of the project's real seed examples (other subjects are run ids)."""
+
+TRAINING_SETS = ("synthetic", "real", "mixed")
+"""What a classifier may train on (`training_set`): a run's samples, the real seeds, or both."""
+
+
+@dataclass(frozen=True)
+class TextSet:
+    """Labelled texts under evaluation: a run's kept samples, the real seeds or the held-out test set."""
+
+    subject: str
+    texts: tuple[str, ...]
+    labels: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    @property
+    def fingerprint(self) -> str:
+        """Order-independent hash of the content: the same data gives the same cache key."""
+        rows = sorted(f"{label}\t{text_hash(text)}" for text, label in zip(self.texts, self.labels, strict=True))
+        return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
+
+    def as_training(self) -> LabelledTexts:
+        return LabelledTexts(self.texts, self.labels)
+
+    def take(self, rows: Sequence[int], subject: str | None = None) -> TextSet:
+        return TextSet(subject or self.subject, tuple(self.texts[i] for i in rows), tuple(self.labels[i] for i in rows))
+
+
+def _text_set(subject: str, frame: pd.DataFrame) -> TextSet:
+    return TextSet(subject, tuple(frame["text"].astype(str)), tuple(frame["label"].astype(str)))
+
+
+def subject_set(store: Store, subject: str) -> TextSet:
+    """The real seeds (`REAL`) or a run's dataset: kept offspring a user has not rejected, edits applied."""
+    if subject == REAL:
+        return _text_set(REAL, store.real_examples())
+    store.run(subject)  # a clear error for an unknown run id
+    return _text_set(subject, store.kept_synthetic(subject))
+
+
+def heldout_set(store: Store) -> TextSet:
+    frame = store.heldout()
+    if frame.empty:
+        raise DatagenError(
+            "the project has no held-out real data: create it with `datagen init --holdout 0.2`, or add labelled "
+            "real examples the generator never saw with `datagen heldout load NAME --data test.csv`"
+        )
+    return _text_set("heldout", frame)
+
+
+# ------------------------------------------------------------------ intrinsic metrics
+@dataclass(frozen=True)
+class IntrinsicMetrics:
+    """Diversity of a set and its distance to the real seeds; `cmd` is None for the real seeds themselves."""
+
+    n: int
+    aps: float
+    aps_intra: float
+    aps_inter: float
+    cmd: float | None
+    cmd_per_label: dict[str, float]
+    vocabulary: int
+    remote_clique: float
+    self_bleu: float
+    self_bleu_sampled: int
+    distinct_1: float
+    distinct_2: float
+    label_counts: dict[str, int]
+    length_counts: list[tuple[int, int]]  # (words, texts), ascending
+    mean_length: float
+
+
+def intrinsic_metrics(
+    subject: TextSet,
+    vectors: np.ndarray,
+    reference: TextSet | None,
+    reference_vectors: np.ndarray | None,
+    bleu_sample: int = 500,
+    seed: int = 0,
+) -> IntrinsicMetrics:
+    """All SPEC §4 set metrics; CMD overall and per label against `reference` (the real seeds)."""
+    labels = np.asarray(subject.labels)
+    cmd_all: float | None = None
+    per_label: dict[str, float] = {}
+    if reference is not None and reference_vectors is not None and len(subject) and len(reference):
+        cmd_all = metrics.cmd(vectors, reference_vectors)
+        reference_labels = np.asarray(reference.labels)
+        for label in dict.fromkeys(subject.labels):
+            mine, theirs = labels == label, reference_labels == label
+            if theirs.any():
+                per_label[label] = metrics.cmd(vectors[mine], reference_vectors[theirs])
+    bleu = metrics.self_bleu(subject.texts, sample=bleu_sample, seed=seed)
+    lengths = [len(metrics.tokens(t)) for t in subject.texts]
+    return IntrinsicMetrics(
+        n=len(subject),
+        aps=metrics.aps(vectors),
+        aps_intra=metrics.aps(vectors, subject.labels, "intra"),
+        aps_inter=metrics.aps(vectors, subject.labels, "inter"),
+        cmd=cmd_all,
+        cmd_per_label=per_label,
+        vocabulary=metrics.vocabulary_size(subject.texts),
+        remote_clique=metrics.remote_clique(vectors),
+        self_bleu=bleu.value,
+        self_bleu_sampled=bleu.sampled,
+        distinct_1=metrics.distinct_n(subject.texts, 1),
+        distinct_2=metrics.distinct_n(subject.texts, 2),
+        label_counts=dict(Counter(subject.labels)),
+        length_counts=sorted(Counter(lengths).items()),
+        mean_length=float(np.mean(lengths)) if lengths else float("nan"),
+    )
+
+
+# ------------------------------------------------------------------ downstream F1
+@dataclass(frozen=True)
+class DownstreamResult:
+    """A classifier trained on one training set and scored on held-out real data."""
+
+    mode: str
+    trainer: str
+    n_train: int
+    n_test: int
+    train_counts: dict[str, int]
+    synthetic_per_label: int | None
+    micro_f1: float
+    macro_f1: float
+    per_label_f1: dict[str, float]
+    labels: list[str]
+    confusion: list[list[int]]  # rows: true label, columns: predicted, in `labels` order
+
+
+def score(truth: Sequence[str], predicted: Sequence[str], labels: Sequence[str]) -> dict[str, Any]:
+    """Micro/macro F1 over `labels` (absent predictions count as errors) and the confusion matrix."""
+    from sklearn.metrics import confusion_matrix, f1_score
+
+    per_label = f1_score(truth, predicted, labels=list(labels), average=None, zero_division=0)
+    return {
+        "micro_f1": float(f1_score(truth, predicted, labels=list(labels), average="micro", zero_division=0)),
+        "macro_f1": float(np.mean(per_label)) if len(per_label) else float("nan"),
+        "per_label_f1": {label: float(f) for label, f in zip(labels, per_label, strict=True)},
+        "labels": list(labels),
+        "confusion": confusion_matrix(truth, predicted, labels=list(labels)).tolist(),
+    }
+
+
+def training_set(
+    mode: str,
+    real: TextSet,
+    synthetic: TextSet | None,
+    *,
+    mix_ratio: float | None = None,
+    per_label: int | None = None,
+    seed: int = 0,
+) -> TextSet:
+    """What a classifier trains on: the synthetic set (optionally `per_label` of each label), the real seeds,
+    or both mixed with `mix_ratio` synthetic samples per real one of the same label (None: all synthetic)."""
+    if mode not in TRAINING_SETS:
+        raise DatagenError(f"mode must be one of {TRAINING_SETS}, not {mode!r}")
+    if mode == "real":
+        return real
+    if synthetic is None:
+        raise DatagenError(f"mode {mode!r} needs a run")
+    rng = np.random.default_rng(seed)
+    rows: list[int] = []
+    for label in dict.fromkeys(synthetic.labels):
+        mine = [i for i, lb in enumerate(synthetic.labels) if lb == label]
+        limit = per_label
+        if mode == "mixed" and mix_ratio is not None:
+            limit = round(mix_ratio * sum(lb == label for lb in real.labels))
+        if limit is not None and limit < len(mine):
+            mine = sorted(rng.choice(mine, size=limit, replace=False).tolist())
+        rows.extend(mine)
+    chosen = synthetic.take(sorted(rows))
+    if mode == "synthetic":
+        return chosen
+    return TextSet(f"{real.subject}+{synthetic.subject}", real.texts + chosen.texts, real.labels + chosen.labels)
+
+
+# ------------------------------------------------------------------ cached orchestration
+@dataclass(frozen=True)
+class Evaluation:
+    """One cached figure set: what was computed, from what, how long it took, and whether it came from the cache."""
+
+    key: str
+    kind: str
+    subject: str
+    params: dict[str, Any]
+    result: dict[str, Any]
+    seconds: float
+    cached: bool = field(default=False, compare=False)
+
+
+def _key(kind: str, params: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps({"kind": kind, **params}, sort_keys=True).encode()).hexdigest()[:24]
+
+
+class NotCached(DatagenError):
+    """A read-only evaluator was asked for a figure the cache does not hold yet."""
+
+
+class Evaluator:
+    """Computes metrics and downstream F1 for a project's subjects, reading and filling the store's cache.
+
+    `read_only=True` answers from the cache alone and raises NotCached on a miss, so a view can draw what is
+    known on every redraw and compute only when asked.
+    """
+
+    def __init__(self, store: Store, embedder: Embedder | None = None, *, read_only: bool = False) -> None:
+        self.store = store
+        self.embedder = embedder or Embedder()
+        self.read_only = read_only
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Embeddings through the store's cache (the run loop already embedded every kept offspring)."""
+        vectors, fresh = self.embedder.embed(self.store, list(texts))
+        if fresh:
+            self.store.put_embeddings(self.embedder.name, fresh)
+        return vectors
+
+    def trainer(self, name: str, **options: Any) -> Trainer:
+        if name == "logistic":
+            return LogisticTrainer(self.encode, self.embedder.name, **options)
+        if name == "finetune":
+            from datagen_core.evaluation.trainers.finetune import FineTuneTrainer
+
+            return FineTuneTrainer(**options)
+        raise DatagenError(f"unknown trainer {name!r}; trainers are logistic, finetune")
+
+    def _cached(self, kind: str, subject: str, params: dict[str, Any], compute: Any, refresh: bool) -> Evaluation:
+        key = _key(kind, params)
+        if not refresh and (hit := self.store.evaluation(key)) is not None:
+            return Evaluation(key, kind, subject, hit["params"], hit["result"], hit["seconds"], cached=True)
+        if self.read_only:
+            raise NotCached(f"{kind} of {subject} is not computed with these settings yet")
+        started = time.perf_counter()
+        result = compute()
+        seconds = time.perf_counter() - started
+        self.store.save_evaluation(key, kind, subject, params, result, seconds)
+        return Evaluation(key, kind, subject, params, result, seconds)
+
+    def metrics(self, subject: str, *, bleu_sample: int = 500, seed: int = 0, refresh: bool = False) -> Evaluation:
+        """Intrinsic metrics of a subject, CMD against the real seeds."""
+        data, real = subject_set(self.store, subject), subject_set(self.store, REAL)
+        if not len(data):
+            raise DatagenError(f"{subject} has no samples to measure")
+        params = {"subject": subject, "data": data.fingerprint, "reference": real.fingerprint,
+                  "embed_model": self.embedder.name, "bleu_sample": bleu_sample, "seed": seed}
+
+        def compute() -> dict[str, Any]:
+            reference = None if subject == REAL else real
+            reference_vectors = None if reference is None else self.encode(real.texts)
+            return asdict(intrinsic_metrics(data, self.encode(data.texts), reference, reference_vectors,
+                                            bleu_sample, seed))
+
+        return self._cached("metrics", subject, params, compute, refresh)
+
+    def downstream(
+        self,
+        subject: str,
+        trainer: Trainer,
+        *,
+        mode: str = "synthetic",
+        mix_ratio: float | None = None,
+        per_label: int | None = None,
+        seed: int = 0,
+        test: TextSet | None = None,
+        progress: ProgressFn | None = None,
+        refresh: bool = False,
+    ) -> Evaluation:
+        """Train on a subject's training set for `mode` and score on held-out real data (the project's by default)."""
+        test = test or heldout_set(self.store)
+        real = subject_set(self.store, REAL)
+        synthetic = None if subject == REAL else subject_set(self.store, subject)
+        if subject == REAL and mode != "real":
+            raise DatagenError("the real seeds can only be evaluated in mode 'real'")
+        train = training_set(mode, real, synthetic, mix_ratio=mix_ratio, per_label=per_label, seed=seed)
+        if len(set(train.labels)) < 2:
+            raise DatagenError(f"{subject} ({mode}) has fewer than two labels to train on")
+        labels = [lb.name for lb in self.store.labels()]
+        params = {"subject": subject, "mode": mode, "mix_ratio": mix_ratio if mode == "mixed" else None,
+                  "per_label": per_label if mode != "real" else None, "seed": seed,
+                  "train": train.fingerprint, "test": test.fingerprint, "test_size": len(test),
+                  "trainer": trainer.name, "trainer_options": trainer.options()}
+
+        def compute() -> dict[str, Any]:
+            predicted = trainer.fit_predict(train.as_training(), test.texts, progress)
+            scores = score(test.labels, predicted, labels)
+            return asdict(DownstreamResult(
+                mode=mode, trainer=trainer.name, n_train=len(train), n_test=len(test),
+                train_counts=dict(Counter(train.labels)), synthetic_per_label=per_label, **scores,
+            ))
+
+        return self._cached("downstream", subject, params, compute, refresh)
+
+
+# ------------------------------------------------------------------ tables
+def comparison_table(evaluations: Sequence[Evaluation]) -> pd.DataFrame:
+    """One row per subject: its intrinsic metrics and every downstream F1 (columns named by mode and trainer)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for ev in evaluations:
+        row = rows.setdefault(ev.subject, {"subject": ev.subject})
+        result = ev.result
+        if ev.kind == "metrics":
+            row.update(n=result["n"], APS=result["aps"], APS_intra=result["aps_intra"], APS_inter=result["aps_inter"],
+                       CMD=result["cmd"], vocabulary=result["vocabulary"], remote_clique=result["remote_clique"],
+                       self_BLEU=result["self_bleu"], distinct_1=result["distinct_1"],
+                       distinct_2=result["distinct_2"], mean_words=result["mean_length"])
+        else:
+            name = f"{result['mode']} {result['trainer']}"
+            if result["mode"] == "mixed" and ev.params.get("mix_ratio") is not None:
+                name += f" ×{ev.params['mix_ratio']:g}"
+            if result.get("synthetic_per_label") is not None:
+                name += f" n={result['synthetic_per_label']}"
+            row[f"micro-F1 {name}"] = result["micro_f1"]
+            row[f"macro-F1 {name}"] = result["macro_f1"]
+    return pd.DataFrame(list(rows.values()))

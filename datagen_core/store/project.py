@@ -1,0 +1,165 @@
+"""The project itself: creating its file, its task and labels, its real seeds and its held-out real examples."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Self
+
+import duckdb
+import pandas as pd
+
+from datagen_core.config import DEFAULT_MIN_WORDS, Label, ProjectSpec
+from datagen_core.errors import DatagenError
+from datagen_core.records import text_hash, utcnow
+from datagen_core.store import schema
+from datagen_core.store.connection import Connection
+from datagen_core.store.rows import ProjectInfo
+
+
+def allocate_ids(cur: duckdb.DuckDBPyConnection, n: int) -> list[int]:
+    return [r[0] for r in cur.execute("SELECT nextval('sample_ids') FROM range(?)", [n]).fetchall()]
+
+
+def insert_real(cur: duckdb.DuckDBPyConnection, examples: pd.DataFrame) -> None:
+    """Import (text, label) rows as accepted real samples, inside the caller's transaction."""
+    now = utcnow()
+    frame = pd.DataFrame(
+        {
+            "id": allocate_ids(cur, len(examples)),
+            "label": examples["label"].astype(str).to_numpy(),
+            "text": examples["text"].astype(str).to_numpy(),
+        }
+    )
+    frame["text_hash"] = [text_hash(t) for t in frame["text"]]
+    frame["created_at"] = now
+    cur.register("incoming_real", frame)
+    cur.execute(
+        "INSERT INTO samples (id, label, text, text_hash, origin, status, created_at) "
+        "SELECT id, label, text, text_hash, 'real', 'accepted', created_at FROM incoming_real"
+    )
+    cur.unregister("incoming_real")
+
+
+def insert_heldout(cur: duckdb.DuckDBPyConnection, examples: pd.DataFrame, source: str) -> int:
+    """Add (text, label) rows to the held-out set inside the caller's transaction; returns how many were new."""
+    frame = pd.DataFrame({"text": examples["text"].astype(str).to_numpy(),
+                          "label": examples["label"].astype(str).to_numpy()})
+    frame["text_hash"] = [text_hash(t) for t in frame["text"]]
+    frame["source"] = source
+    frame["created_at"] = utcnow()
+    cur.register("incoming_heldout", frame)
+    # A text that is a seed or already held out is skipped: a test text the generator saw would flatter F1.
+    added = cur.execute(
+        "INSERT INTO heldout SELECT * FROM (SELECT DISTINCT ON (text_hash) * FROM incoming_heldout) fresh "
+        "WHERE text_hash NOT IN (SELECT text_hash FROM samples WHERE origin = 'real') "
+        "AND text_hash NOT IN (SELECT text_hash FROM heldout)"
+    ).fetchall()[0][0]
+    cur.unregister("incoming_heldout")
+    return int(added)
+
+
+class ProjectTables(Connection):
+    @classmethod
+    def create(
+        cls,
+        path: Path,
+        spec: ProjectSpec,
+        labels: Sequence[Label],
+        examples: pd.DataFrame,
+        source_file: str | None,
+        heldout: pd.DataFrame | None = None,
+    ) -> Self:
+        """Create the file and import everything in one transaction; on any failure no file is left.
+
+        `heldout` rows (text, label) are kept apart from the seeds for downstream evaluation.
+        """
+        if path.exists():
+            raise DatagenError(f"project {spec.name!r} already exists at {path}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        store = cls(path, cls._connect(path))
+        try:
+            with store.transaction() as cur:
+                for migration in schema.MIGRATIONS:
+                    schema.apply(cur, migration)
+                cur.execute(
+                    "INSERT INTO project (name, task, text_kind, source_file, created_at, min_words) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    [spec.name, spec.task, spec.text_kind, source_file, utcnow(), spec.min_words],
+                )
+                cur.executemany(
+                    "INSERT INTO labels VALUES (?, ?, ?)",
+                    [[label.name, label.description, i] for i, label in enumerate(labels)],
+                )
+                insert_real(cur, examples)
+                if heldout is not None and len(heldout):
+                    insert_heldout(cur, heldout, source_file or "init")
+        except BaseException:
+            store.close()
+            for leftover in (path, Path(f"{path}.wal")):
+                leftover.unlink(missing_ok=True)
+            raise
+        return store
+
+    def project(self) -> ProjectInfo:
+        rows = self.cursor().execute(
+            "SELECT name, task, text_kind, source_file, created_at, coalesce(min_words, ?) FROM project",
+            [DEFAULT_MIN_WORDS],
+        ).fetchall()
+        assert rows, "project row missing"
+        return ProjectInfo(*rows[0])
+
+    def labels(self) -> list[Label]:
+        rows = self.cursor().execute("SELECT name, description FROM labels ORDER BY position").fetchall()
+        return [Label(name=n, description=d) for n, d in rows]
+
+    def set_project_details(self, task: str, text_kind: str, min_words: int | None = None) -> None:
+        """Change what the prompts say the task is and what one sample is, and (unless None) the minimum length
+        of a sample; runs read these when they start or resume."""
+        project = self.project()
+        spec = ProjectSpec(name=project.name, task=task, text_kind=text_kind,
+                           min_words=project.min_words if min_words is None else min_words)
+        with self.transaction() as cur:
+            cur.execute("UPDATE project SET task = ?, text_kind = ?, min_words = ?",
+                        [spec.task, spec.text_kind, spec.min_words])
+
+    def set_label_description(self, name: str, description: str) -> None:
+        with self.transaction() as cur:
+            if cur.execute("SELECT count(*) FROM labels WHERE name = ?", [name]).fetchone()[0] == 0:
+                raise DatagenError(f"unknown label {name!r}; labels are {[lb.name for lb in self.labels()]}")
+            cur.execute("UPDATE labels SET description = ? WHERE name = ?", [description, name])
+
+    def real_counts(self) -> dict[str, int]:
+        rows = self.cursor().execute(
+            "SELECT label, count(*) FROM samples WHERE origin = 'real' GROUP BY label"
+        ).fetchall()
+        return dict(rows)
+
+    def real_examples(self, label: str | None = None, limit: int | None = None) -> pd.DataFrame:
+        sql = "SELECT id, label, text FROM samples WHERE origin = 'real'"
+        params: list[Any] = []
+        if label is not None:
+            sql += " AND label = ?"
+            params.append(label)
+        sql += " ORDER BY id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return self.cursor().execute(sql, params).df()
+
+    # Held-out real examples are never seeds, so the generator never sees what downstream F1 is measured on.
+    def add_heldout(self, examples: pd.DataFrame, source: str) -> int:
+        """Add real labelled test examples (labels must be the project's); returns how many were new."""
+        known = {lb.name for lb in self.labels()}
+        unknown = sorted(set(examples["label"].astype(str)) - known)
+        if unknown:
+            raise DatagenError(f"held-out data has unknown label(s) {unknown}; the project's labels are "
+                               f"{sorted(known)}")
+        with self.transaction() as cur:
+            return insert_heldout(cur, examples, source)
+
+    def heldout(self) -> pd.DataFrame:
+        return self.cursor().execute("SELECT text, label, source FROM heldout ORDER BY rowid").df()
+
+    def heldout_counts(self) -> dict[str, int]:
+        return dict(self.cursor().execute("SELECT label, count(*) FROM heldout GROUP BY label").fetchall())
