@@ -115,8 +115,8 @@ def run(
                 chosen_llm, per_label=per_label, method=method,
                 options=options_for(METHODS.get(method), _method_flags(), values, strict="--method"),
                 labels=split_list(labels), seed=seed, checks=_in_run(checks or []),
-                check_options={flag.keyword: flag.value(values[flag.keyword]) for flag in check_flags
-                               if values.get(flag.keyword) is not None},
+                check_options={field: flag.value(values[flag.keyword]) for flag in check_flags
+                               if values.get(flag.keyword) is not None for field in flag.owners.values()},
                 dedup_distance=dedup, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
                 use_cache=not no_cache,
             )
