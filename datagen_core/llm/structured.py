@@ -30,7 +30,10 @@ class StructuredAnswer(Generic[M]):
 
 def parse_json_object(text: str, model: type[M], context: Mapping[str, Any] | None = None) -> M:
     """The first-to-last brace span of `text`, validated (with `context` for the model's validators); raises
-    ValueError with a one-line reason that names the field and what is wrong with it."""
+    ValueError with a one-line reason that names the field and what is wrong with it.
+
+    The one parser of JSON answers (structured answers here, gene proposals, DataGen's items): models wrap
+    their JSON in prose or code fences, and every caller should read it the same way."""
     start, end = text.find("{"), text.rfind("}")
     if start < 0 or end <= start:
         raise ValueError("no JSON object in the answer")

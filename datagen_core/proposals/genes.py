@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 from collections.abc import Iterable, Mapping
 
@@ -13,6 +12,7 @@ from pydantic import BaseModel, Field, ValidationError
 from datagen_core.config import Gene, LLMConfig, SamplingParams
 from datagen_core.errors import DatagenError
 from datagen_core.llm import LLM
+from datagen_core.llm.structured import parse_json_object
 from datagen_core.store import Store
 
 
@@ -54,13 +54,10 @@ def gene_prompt(task: str, text_kind: str, labels: list[str], samples: list[tupl
 
 def parse_genes(text: str) -> list[Gene]:
     """Validate a model's answer; raise DatagenError with the reason when it is unusable."""
-    start, end = text.find("{"), text.rfind("}")
-    if start < 0 or end <= start:
-        raise DatagenError("the model's answer holds no JSON object")
     try:
-        proposal = GeneProposal.model_validate(json.loads(text[start : end + 1]))
-    except (json.JSONDecodeError, ValidationError) as exc:
-        raise DatagenError(f"the model's genes are invalid: {str(exc).splitlines()[0]}") from None
+        proposal = parse_json_object(text, GeneProposal)
+    except ValueError as exc:
+        raise DatagenError(f"the model's genes are invalid: {exc}") from None
     unique: dict[str, Gene] = {}
     for gene in proposal.genes:
         unique.setdefault(gene.name.lower(), gene)
