@@ -20,11 +20,29 @@ def text_hash(text: str) -> str:
 
 
 _WORD = re.compile(r"\w+")
+_TERM = re.compile(r"[^\W_]+")
+_STOP_WORD_TEXT = """
+a about above after again against all am an and any are as at be because been before being below between both but
+by can could did do does doing down during each few for from further had has have having he her here hers herself
+him himself his how i if in into is it its itself just me more most my myself no nor not now of off on once only
+or other our ours ourselves out over own same she should so some such than that the their theirs them themselves
+then there these they this those through to too under until up very was we were what when where which while who
+whom why will with would you your yours yourself yourselves
+"""
+#: English function words: left out of retrieval terms (knowledge base) and of label shortcuts (debias).
+STOP_WORDS = frozenset(_STOP_WORD_TEXT.split())
 
 
 def folded_words(text: str) -> list[str]:
-    """A text's words with case, whitespace and punctuation folded away: what duplicate and copy checks compare."""
+    """A text's words with case, whitespace and punctuation folded away: what duplicate and copy checks, shingles
+    and the diversity metrics compare."""
     return _WORD.findall(text.casefold())
+
+
+def terms(text: str) -> list[str]:
+    """Case-folded runs of letters and digits (underscores split them too): the tokens of retrieval and of
+    shortcut detection."""
+    return _TERM.findall(text.casefold())
 
 
 def duplicate_key(text: str) -> str:

@@ -15,7 +15,6 @@ it is asked once more, then the original is kept with the reason in the details.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -27,24 +26,9 @@ from datagen_core.checks.base import Check, CheckContext, Item, Verdict
 from datagen_core.config import SamplingParams
 from datagen_core.llm import LLM
 from datagen_core.llm.structured import ask_structured
+from datagen_core.records import STOP_WORDS, terms
 
 REWRITE_SAMPLING = SamplingParams(temperature=0.7, max_tokens=400)
-
-_TOKEN = re.compile(r"[^\W_]+")
-_STOP_TEXT = """
-a about after again all am an and any are as at be been before being but by can could did do does doing for from
-had has have having he her here hers him his how i if in into is it its just me more most my no nor not now of off
-on once only or other our ours out over own same she should so some such than that the their theirs them then there
-these they this those through to too under until up very was we were what when where which while who whom why will
-with would you your yours
-"""
-STOP_WORDS = frozenset(_STOP_TEXT.split())
-
-
-def tokens(text: str) -> list[str]:
-    """Case-folded word tokens (letters and digits); punctuation and underscores separate them."""
-    return _TOKEN.findall(text.casefold())
-
 
 def ngrams(words: Sequence[str], max_ngram: int) -> set[str]:
     """Distinct n-grams (1..max_ngram) of `words`, joined by a space; stop words alone, or all-stop-word n-grams,
@@ -60,7 +44,7 @@ def ngrams(words: Sequence[str], max_ngram: int) -> set[str]:
 
 def contains_phrase(text: str, phrase: str) -> bool:
     """Whether the token sequence of `phrase` occurs in `text` (case- and punctuation-insensitive)."""
-    words, target = tokens(text), phrase.split()
+    words, target = terms(text), phrase.split()
     return any(words[i : i + len(target)] == target for i in range(len(words) - len(target) + 1))
 
 
@@ -93,7 +77,7 @@ def detect_shortcuts(
     phrase_labels: dict[str, Counter[str]] = {}
     for text, label in examples:
         label_totals[label] += 1
-        for gram in ngrams(tokens(text), max_ngram):
+        for gram in ngrams(terms(text), max_ngram):
             phrase_totals[gram] += 1
             phrase_labels.setdefault(gram, Counter())[label] += 1
     total = sum(label_totals.values())

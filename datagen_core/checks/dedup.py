@@ -8,7 +8,6 @@ so the text test costs O(k) per item instead of comparing every pair.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,15 +15,14 @@ import numpy as np
 from pydantic import Field
 
 from datagen_core.checks.base import Check, CheckContext, Item, Verdict
+from datagen_core.records import folded_words
 from datagen_core.registry import Options
 from datagen_core.store import SampleFilter
-
-_WORD = re.compile(r"\w+")
 
 
 def shingles(text: str, size: int = 3) -> set[tuple[str, ...]]:
     """Word n-grams of a case-folded text (the words themselves for texts shorter than `size`)."""
-    words = _WORD.findall(text.casefold())
+    words = folded_words(text)
     if len(words) < size:
         return {tuple(words)} if words else set()
     return {tuple(words[i : i + size]) for i in range(len(words) - size + 1)}
@@ -70,12 +68,11 @@ class DedupCheck(Check):
 
     async def check(self, items: Sequence[Item], context: CheckContext) -> list[Verdict]:
         checked = {item.id for item in items if item.id is not None}
-        pool = context.store.sample_page(SampleFilter(statuses=("pending", "accepted")), order="id")
+        pool = context.store.sample_page(SampleFilter(statuses=("pending", "accepted")), order="oldest")
         pool = pool[~pool["id"].isin(checked)]
         pool_ids = [int(i) for i in pool["id"]]
         pool_texts = list(pool["text"])
-        vectors, fresh = context.embedder.embed(context.store, pool_texts + [item.text for item in items])
-        context.store.put_embeddings(context.embedder.name, fresh)
+        vectors = context.embedder.embed_stored(context.store, pool_texts + [item.text for item in items])
         kept_vectors = list(vectors[: len(pool_texts)])
         kept_ids: list[int | None] = list(pool_ids)
         kept_texts = list(pool_texts)

@@ -26,6 +26,7 @@ import pandas as pd
 
 from datagen_core.embed import Embedder
 from datagen_core.errors import DatagenError
+from datagen_core.records import STOP_WORDS, terms
 from datagen_core.store import Store
 
 K1 = 1.2
@@ -34,23 +35,12 @@ RRF_K = 60
 TEXT_SUFFIXES = (".txt", ".md")
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson", ".json")
 
-_WORD = re.compile(r"[^\W_]+")
-_STOP_WORD_TEXT = """
-a about above after again against all am an and any are as at be because been before being below between both but
-by can could did do does doing down during each few for from further had has have having he her here hers herself
-him himself his how i if in into is it its itself just me more most my myself no nor not now of off on once only
-or other our ours ourselves out over own same she should so some such than that the their theirs them themselves
-then there these they this those through to too under until up very was we were what when where which while who
-whom why will with would you your yours yourself yourselves
-"""
-STOP_WORDS = frozenset(_STOP_WORD_TEXT.split())
-
 EMPTY_KB = "the knowledge base is empty: load a knowledge base first (documents as CSV, JSONL or .txt)"
 
 
 def tokenize(text: str) -> list[str]:
     """Lower-case words without stop words: the terms of the BM25 index and of its queries."""
-    return [word for word in _WORD.findall(text.casefold()) if word not in STOP_WORDS]
+    return [word for word in terms(text) if word not in STOP_WORDS]
 
 
 @dataclass(frozen=True)
@@ -125,8 +115,7 @@ def add_passages(store: Store, embedder: Embedder, rows: Sequence[tuple[str, str
                                   for source, title, text in rows])
     if ids:
         added = store.kb_documents(ids)
-        _, fresh = embedder.embed(store, list(added["text"]))
-        store.put_embeddings(embedder.name, fresh)
+        embedder.embed_stored(store, list(added["text"]))
     return len(ids)
 
 

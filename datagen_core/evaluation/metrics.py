@@ -8,18 +8,18 @@ against all others), sampled for large sets with the sample size reported.
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-_WORD = re.compile(r"\w+")
+from datagen_core.records import folded_words
 
 
 def tokens(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
+    """The words the diversity metrics count (the package's one word rule)."""
+    return folded_words(text)
 
 
 def aps(vectors: np.ndarray, labels: Sequence[str] | None = None, scope: str = "all") -> float:
