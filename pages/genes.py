@@ -141,17 +141,23 @@ def values_section(kind: str, keys: list[str]) -> None:
                 st.rerun()
 
 
-st.title("Genes & constraints")
-store = state.store()
-sets = store.gene_sets()
-current_set = sets[-1] if sets else None
-reset_editor_on_new_version(state.project_name(), current_set.version if current_set else None)
-if message := st.session_state.pop(FLASH_KEY, None):
-    st.success(message)
-show_current(current_set)
-propose_section(current_set)
-edit_section(current_set)
-history_section(sets)
-st.subheader("Baseline inputs")
-values_section("topics", [lb.name for lb in store.labels()])
-values_section("attributes", [g.name for g in current_set.genes] if current_set else [])
+def main() -> None:
+    """The current genes, proposals, the editor, the history and the baselines' inputs."""
+    st.title("Genes & constraints")
+    store = state.store()
+    sets = store.gene_sets()
+    current_set = sets[-1] if sets else None
+    reset_editor_on_new_version(state.project_name(), current_set.version if current_set else None)
+    if message := st.session_state.pop(FLASH_KEY, None):
+        st.success(message)
+    show_current(current_set)
+    propose_section(current_set)
+    edit_section(current_set)
+    history_section(sets)
+    st.subheader("Baseline inputs")
+    values_section("topics", [lb.name for lb in store.labels()])
+    values_section("attributes", [g.name for g in current_set.genes] if current_set else [])
+
+
+if __name__ == "__main__":  # Streamlit runs pages as __main__; tests import the helpers
+    main()

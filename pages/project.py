@@ -233,16 +233,22 @@ def system_section() -> None:
     st.code(report.text(), language=None, wrap_lines=True)
 
 
-st.title("Project")
-if message := st.session_state.pop(FLASH_KEY, None):
-    st.success(message)
-open_section()
-st.divider()
-with state.user_errors():
-    details_section()
-st.divider()
-llm_section()
-st.divider()
-create_section()
-st.divider()
-system_section()
+def main() -> None:
+    """Open or create a project, choose the model, and the system check."""
+    st.title("Project")
+    if message := st.session_state.pop(FLASH_KEY, None):
+        st.success(message)
+    open_section()
+    st.divider()
+    with state.user_errors():
+        details_section()
+    st.divider()
+    llm_section()
+    st.divider()
+    create_section()
+    st.divider()
+    system_section()
+
+
+if __name__ == "__main__":  # Streamlit runs pages as __main__; tests import the helpers
+    main()

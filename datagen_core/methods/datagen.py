@@ -10,14 +10,14 @@ member of each cluster, so calls differ). An answer that is not valid JSON becom
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from datagen_core.config import SamplingParams
+from datagen_core.llm.structured import parse_json_object
 from datagen_core.methods.base import BaselineMethod, GenerationRequest, MethodContext, clean_output
 from datagen_core.registry import Options
 from datagen_core.store import PopulationMember
@@ -146,9 +146,8 @@ class DataGenMethod(BaselineMethod):
         )
 
     def parse_many(self, request: GenerationRequest, raw: str) -> list[tuple[str, str | None]]:
-        start, end = raw.find("{"), raw.rfind("}")
         try:
-            answer = _Answer.model_validate(json.loads(raw[start : end + 1] if start >= 0 else raw))
-        except (json.JSONDecodeError, ValidationError):
+            answer = parse_json_object(raw, _Answer)
+        except ValueError:
             return [(raw.strip()[:1000], "invalid_json")]
         return [clean_output(item.text, self.context.config.max_chars) for item in answer.items]
