@@ -6,7 +6,7 @@ proposed as the correction. The reference implementation ran the code unsandboxe
 and overwrote answers blindly; here the code runs in `datagen_core.checks.sandbox`, and an item whose code
 failed (no code, an error, a timeout, no number printed) is never corrected, only reported.
 
-`check_items` is the plain async API; `MathCheck` wraps it as a quality module (`validators.base`).
+`check_items` is the plain async API; `MathCheck` wraps it as a check (`checks.base`).
 """
 
 from __future__ import annotations
