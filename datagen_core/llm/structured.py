@@ -1,6 +1,6 @@
 """Structured answers: ask for JSON that a pydantic model validates, retrying malformed answers.
 
-Small models and busy endpoints return broken JSON now and then; every caller (quality modules,
+Small models and busy endpoints return broken JSON now and then; every caller (checks,
 proposals) wants the same thing: a validated object, or None with the reasons, never an exception
 that ends a batch.
 """
