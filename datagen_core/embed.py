@@ -16,7 +16,7 @@ import numpy as np
 
 from datagen_core.errors import DatagenError
 from datagen_core.records import text_hash
-from datagen_core.store import Store
+from datagen_core.store import EmbeddingCache
 
 EMBED_MODEL = "all-MiniLM-L6-v2"
 EMBED_DIM = 384
@@ -57,10 +57,11 @@ class Embedder:
             )
         return np.asarray(vectors, dtype=np.float32)
 
-    def embed(self, store: Store, texts: Sequence[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Vectors for `texts` (cached ones from the store) and the newly computed ones, not yet stored."""
+    def embed(self, cache: EmbeddingCache, texts: Sequence[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Vectors for `texts` (cached ones from `cache`) and the newly computed ones, not yet stored (the run loop
+        writes them with its batch, in one transaction; `embed_stored` writes them at once)."""
         hashes = [text_hash(t) for t in texts]
-        known = store.embeddings(self.name, sorted(set(hashes)))
+        known = cache.embeddings(self.name, sorted(set(hashes)))
         missing: dict[str, str] = {}
         for h, t in zip(hashes, texts, strict=True):
             if h not in known:
@@ -68,3 +69,10 @@ class Embedder:
         fresh = dict(zip(missing, self.encode(list(missing.values())), strict=True))
         vectors = np.stack([known.get(h, fresh.get(h)) for h in hashes]) if hashes else self.encode([])
         return vectors.astype(np.float32), fresh
+
+    def embed_stored(self, cache: EmbeddingCache, texts: Sequence[str]) -> np.ndarray:
+        """Vectors for `texts`, the newly computed ones written to `cache` at once."""
+        vectors, fresh = self.embed(cache, texts)
+        if fresh:
+            cache.put_embeddings(self.name, fresh)
+        return vectors

@@ -1,21 +1,18 @@
-"""A 2-D map of every sample's embedding (UMAP), fitted once and cached in the store.
+"""A 2-D map of every sample's embedding (UMAP), fitted once and kept in the store as plain coordinates.
 
-A fit costs seconds (and ~12 s of numba compilation in a fresh process), so the fitted model is pickled
-into the store with every text's coordinates; offspring that land later are placed with the fitted
-model's `transform` instead of refitting from scratch. Coordinates are for the whole project, so
-filtering the map never moves a point.
+A fit costs seconds (and ~12 s of numba compilation in a fresh process), so every fitted text's coordinates
+are stored; a text that arrives later (new offspring, an edited text) is placed among the fitted texts its
+embedding is nearest to instead of refitting. No fitted model is stored: unpickling one from a shared
+project file could run code. Coordinates are for the whole project, so filtering the map never moves a point.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import pickle
 import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,10 +23,9 @@ from datagen_core.records import text_hash
 from datagen_core.store import SampleFilter, Store
 
 MIN_POINTS = 5
-# Per process: one lock per project file (two sessions never fit at once) and the fitted reducers in memory,
-# keyed by file, projection and fit time (a refit, or another file at the same path, never reuses a stale model).
+_PLACE_CHUNK = 1024  # new texts per distance matrix when placing: bounds memory at ~40 MB for a 5,000-text fit
+# Per process: one lock per project file, so two sessions never fit at once.
 _LOCKS: dict[str, threading.Lock] = {}
-_MODELS: dict[tuple[str, str, datetime], Any] = {}
 _GUARD = threading.Lock()
 
 
@@ -38,7 +34,25 @@ class MapParams:
     n_neighbors: int = 15
     min_dist: float = 0.1
     seed: int = 42
-    max_fit: int = 5000  # a fit on more texts costs minutes and a large pickled model; the rest are placed
+    max_fit: int = 5000  # a fit on more texts costs minutes; the rest are placed
+
+
+def place_among_neighbours(vectors: np.ndarray, fitted_vectors: np.ndarray, fitted_xy: np.ndarray,
+                           k: int) -> np.ndarray:
+    """Coordinates for new embeddings: the inverse-distance-weighted mean of the coordinates of the `k` fitted
+    texts nearest each one (Euclidean, the fit's metric). The fitted points never move."""
+    k = max(1, min(k, len(fitted_vectors)))
+    fitted_norms = (fitted_vectors.astype(np.float64) ** 2).sum(axis=1)
+    placed = np.empty((len(vectors), 2))
+    for start in range(0, len(vectors), _PLACE_CHUNK):
+        chunk = vectors[start : start + _PLACE_CHUNK].astype(np.float64)
+        squared = (chunk**2).sum(axis=1)[:, None] + fitted_norms[None, :] - 2.0 * chunk @ fitted_vectors.T
+        distances = np.sqrt(np.maximum(squared, 0.0))
+        nearest = np.argpartition(distances, k - 1, axis=1)[:, :k]
+        weights = 1.0 / (np.take_along_axis(distances, nearest, axis=1) + 1e-6)
+        weighted = (weights[..., None] * fitted_xy[nearest]).sum(axis=1)
+        placed[start : start + len(chunk)] = weighted / weights.sum(axis=1)[:, None]
+    return placed
 
 
 class EmbeddingMap:
@@ -56,8 +70,8 @@ class EmbeddingMap:
     def points(self, chosen: SampleFilter) -> pd.DataFrame:
         """The filtered samples with `x`, `y` and `fitted` (False: placed after the fit, without refitting).
 
-        Fits the map on first use; texts it has not seen yet (new offspring, edited texts) are placed
-        with the fitted model's `transform`.
+        Fits the map on first use; texts it has not seen yet (new offspring, edited texts) are placed among
+        their nearest fitted texts.
         """
         with self._lock:
             if not self.is_fitted:
@@ -89,19 +103,14 @@ class EmbeddingMap:
         return self.store.projection_info(self.projection_id) is not None
 
     # ------------------------------------------------------------- internals
-    def _vectors(self, texts: list[str]) -> np.ndarray:
-        vectors, fresh = self.embedder.embed(self.store, texts)
-        self.store.put_embeddings(self.embedder.name, fresh)
-        return vectors
-
     def _fit(self) -> None:
         everything = self.store.map_samples(SampleFilter()).drop_duplicates("text_hash")
         if len(everything) < MIN_POINTS:
             raise DatagenError(f"the map needs at least {MIN_POINTS} distinct samples, the project has "
                                f"{len(everything)}")
-        if len(everything) > self.params.max_fit:  # the rest are placed by transform, like later offspring
+        if len(everything) > self.params.max_fit:  # the rest are placed among their neighbours, like later offspring
             everything = everything.sample(n=self.params.max_fit, random_state=self.params.seed)
-        vectors = self._vectors(everything["text"].tolist())
+        vectors = self.embedder.embed_stored(self.store, everything["text"].tolist())  # placement reads them
         import umap  # imported late: numba's start-up costs seconds
 
         reducer = umap.UMAP(
@@ -110,21 +119,7 @@ class EmbeddingMap:
         )
         xy = reducer.fit_transform(vectors)
         self.store.save_projection(self.projection_id, self.embedder.name, asdict(self.params),
-                                   pickle.dumps(reducer), everything["text_hash"].tolist(), xy)
-        _MODELS[self._model_key()] = reducer
-
-    def _model_key(self) -> tuple[str, str, datetime]:
-        info = self.store.projection_info(self.projection_id)
-        assert info is not None, "no fitted projection"
-        return str(self.store.path), self.projection_id, info[1]
-
-    def _reducer(self) -> Any:
-        key = self._model_key()
-        if key not in _MODELS:
-            found = self.store.projection(self.projection_id)  # the only read of the (large) pickled model
-            assert found is not None and found[0] is not None
-            _MODELS[key] = pickle.loads(found[0])  # our own bytes, written by _fit
-        return _MODELS[key]
+                                   everything["text_hash"].tolist(), xy)
 
     def _with_coordinates(self, frame: pd.DataFrame) -> pd.DataFrame:
         placed = self.store.projection_points(self.projection_id)
@@ -135,5 +130,9 @@ class EmbeddingMap:
         return frame.merge(placed, on="text_hash", how="inner")
 
     def _place(self, texts: pd.Series) -> None:
-        xy = self._reducer().transform(self._vectors(texts.tolist()))
+        fitted_xy, fitted_vectors = self.store.fitted_points(self.projection_id)
+        if not len(fitted_xy):
+            raise DatagenError("the stored map has no embeddings of the texts it was fitted on: fit it again")
+        vectors = self.embedder.embed_stored(self.store, texts.tolist())
+        xy = place_among_neighbours(vectors, fitted_vectors, fitted_xy, self.params.n_neighbors)
         self.store.add_projection_points(self.projection_id, texts.index.tolist(), xy)

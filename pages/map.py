@@ -1,7 +1,7 @@
 """Map: every sample's embedding in 2-D (UMAP), coloured by label, real seeds and offspring apart.
 
-The projection lives in the store (`datagen_core.projection`): fitted once, new offspring placed with the
-fitted model, so points never move when filters change or a run adds offspring. Clicking an offspring
+The projection lives in the store (`datagen_core.projection`): fitted once, new offspring placed among their
+nearest fitted texts, so points never move when filters change or a run adds offspring. Clicking an offspring
 draws its lineage: lines to both parents and, below the chart, the three texts and the gene split.
 """
 

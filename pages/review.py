@@ -19,14 +19,14 @@ from datagen_core.checks.apply import apply_check, check_target
 from datagen_core.errors import DatagenError
 from datagen_core.llm import LLM
 from datagen_core.registry import CHECKS
-from datagen_core.store import SAMPLE_STATUSES, SampleFilter, Store
+from datagen_core.store import SAMPLE_STATUSES, SampleFilter, SampleOrder, Store
 from studio import state
 from studio.options_form import options_inputs
 from studio.render import ORIGINS, parent_ids
 
 ACTOR = "studio"
 PAGE_SIZES = (10, 25, 50, 100, 200)
-ORDERS = {"oldest first": "id", "newest first": "id DESC"}
+ORDERS: dict[str, SampleOrder] = {"oldest first": "oldest", "newest first": "newest"}
 EDITABLE = ("text", "label", "status")
 FLASH_KEY = "review_flash"
 FOCUS_KEY = "review_focus"

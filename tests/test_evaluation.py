@@ -101,7 +101,7 @@ def test_projects_from_an_earlier_version_gain_the_new_tables(tmp_path: Path) ->
     import duckdb
 
     with duckdb.connect(str(path)) as con:
-        con.execute("DROP TABLE heldout; DROP TABLE evaluations")
+        con.execute("DROP TABLE heldout; DROP TABLE evaluations; UPDATE meta SET value = '1'")  # as schema 1 was
     with Store.open(path) as store:
         assert store.heldout_counts() == {} and store.evaluations().empty
 

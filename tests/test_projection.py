@@ -1,4 +1,5 @@
-"""The embedding map: one UMAP fit cached in the store, incremental placement, stable under filters, refit.
+"""The embedding map: one UMAP fit kept in the store as coordinates, placement among neighbours, stable under
+filters, refit.
 
 UMAP pays ~12 s of numba compilation per process on its first fit, so one fit is shared: a module fixture
 fits a project once and every test works on its own copy of that file.
@@ -6,7 +7,6 @@ fits a project once and every test works on its own copy of that file.
 
 from __future__ import annotations
 
-import pickle
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,7 +51,7 @@ def fitted(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> tupl
 
 @pytest.fixture
 def store(fitted: tuple[Path, pd.DataFrame], tmp_path: Path) -> Iterator[Store]:
-    """A private copy of the fitted project (as a studio restarted on it: no reducer in memory)."""
+    """A private copy of the fitted project (as a studio restarted on it: nothing of the fit in memory)."""
     copy = tmp_path / "copy.duckdb"
     shutil.copy(fitted[0], copy)
     with Store.open(copy) as opened:
@@ -78,9 +78,10 @@ def test_the_fit_is_cached_in_the_store_and_reused(
     fitted: tuple[Path, pd.DataFrame], store: Store, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     emap = EmbeddingMap(store, embedder)
-    blob, fitted_on = store.projection(emap.projection_id)  # type: ignore[misc]
-    assert fitted_on == emap.fitted_on == store.projection_info(emap.projection_id)[0] == 24  # type: ignore[index]
-    assert hasattr(pickle.loads(blob), "transform")  # the reducer itself is in the file
+    assert emap.fitted_on == store.projection_info(emap.projection_id)[0] == 24  # type: ignore[index]
+    columns = {c for (c,) in store.cursor().execute(
+        "SELECT column_name FROM duckdb_columns() WHERE table_name = 'projections'").fetchall()}
+    assert "model" not in columns  # only plain numbers are in the file, never a pickled reducer
     created = store.cursor().execute("SELECT created_at FROM projections").fetchall()
     no_refit(monkeypatch)
     again = EmbeddingMap(store, embedder).points(EVERYTHING)
@@ -94,7 +95,6 @@ def test_the_fit_is_cached_in_the_store_and_reused(
 def test_new_and_edited_samples_are_placed_without_refitting(
     fitted: tuple[Path, pd.DataFrame], store: Store, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    projection._MODELS.clear()  # a fresh process: the reducer comes out of the store
     before = xy(fitted[1])
     new_ids = add_offspring(store, "r1", "NUM", ["How many legs does a spider have ?", "How tall is Everest ?"])
     edited = int(store.real_examples("HUM")["id"][0])
@@ -140,14 +140,13 @@ def test_refit_replaces_the_map(store: Store, embedder: Embedder) -> None:
     add_offspring(store, "r1", "NUM", [f"How many kilometres is it to town {i} ?" for i in range(4)])
     emap = EmbeddingMap(store, embedder)
     assert (~emap.points(EVERYTHING)["fitted"]).sum() == 4
-    old_model = store.projection(emap.projection_id)[0]  # type: ignore[index]
+    old_fit = store.projection_info(emap.projection_id)[1]  # type: ignore[index]
     emap.refit()
     assert emap.fitted_on == 28
     points = emap.points(EVERYTHING)
     assert len(points) == 28 and points["fitted"].all()
     assert len(store.projection_points(emap.projection_id)) == 28  # the old points were replaced, not kept
-    assert store.projection(emap.projection_id)[0] != old_model  # type: ignore[index]
-    projection._MODELS.clear()
+    assert store.projection_info(emap.projection_id)[1] != old_fit  # type: ignore[index]
     pd.testing.assert_frame_equal(xy(EmbeddingMap(store, embedder).points(EVERYTHING)), xy(points))
 
 
@@ -161,3 +160,14 @@ def test_too_few_samples_is_a_clear_error(home: Path, embedder: Embedder) -> Non
         with pytest.raises(DatagenError, match="at least 5 distinct samples"):
             emap.points(EVERYTHING)
         assert not emap.is_fitted and store.projection_points(emap.projection_id).empty
+
+
+def test_a_new_text_lands_among_its_nearest_fitted_texts(monkeypatch: pytest.MonkeyPatch) -> None:
+    fitted_vectors = np.array([[1.0, 0.0], [0.99, 0.14], [0.0, 1.0], [0.14, 0.99]], dtype=np.float32)
+    fitted_xy = np.array([[0.0, 0.0], [1.0, 0.0], [10.0, 10.0], [11.0, 10.0]])
+    new = np.array([[1.0, 0.0], [0.1, 0.995]], dtype=np.float32)
+    placed = projection.place_among_neighbours(new, fitted_vectors, fitted_xy, k=2)
+    assert np.allclose(placed[0], [0.0, 0.0], atol=1e-3)  # the same embedding lands on its fitted text
+    assert 10.0 <= placed[1][0] <= 11.0 and placed[1][1] == pytest.approx(10.0)  # between its two neighbours
+    monkeypatch.setattr(projection, "_PLACE_CHUNK", 1)
+    np.testing.assert_allclose(projection.place_among_neighbours(new, fitted_vectors, fitted_xy, k=2), placed)

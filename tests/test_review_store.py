@@ -101,7 +101,7 @@ def test_pages_cover_the_filter_once_in_order(store: Store) -> None:
     pages = [list(store.sample_page(chosen, offset=offset, limit=7)["id"]) for offset in range(0, 35, 7)]
     assert [len(p) for p in pages] == [7, 7, 7, 7, 4]
     assert list(itertools.chain(*pages)) == full
-    oldest = [list(store.sample_page(chosen, offset=o, limit=10, order="id")["id"]) for o in (0, 10, 20, 30)]
+    oldest = [list(store.sample_page(chosen, offset=o, limit=10, order="oldest")["id"]) for o in (0, 10, 20, 30)]
     assert list(itertools.chain(*oldest)) == sorted(full)
     assert store.sample_page(chosen, offset=100, limit=10).empty
     narrow = SampleFilter(labels=("HUM",), origin="synthetic", include_filtered=True)

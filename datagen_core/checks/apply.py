@@ -101,7 +101,7 @@ def apply_check(
 ) -> CheckSummary:
     """Run `check` over the samples of `chosen` it judges (`check_target`, oldest first); record every verdict."""
     target = check_target(chosen)
-    frame = store.sample_page(target, order="id") if target is not None else None
+    frame = store.sample_page(target, order="oldest") if target is not None else None
     items = [] if frame is None else [Item(int(row.id), row.label, row.text) for row in frame.itertuples()]
 
     async def judge() -> list[Outcome]:

@@ -169,8 +169,7 @@ class Runner:
         if not members:
             return
         if vectors is None:
-            vectors, fresh = self.embedder.embed(self.store, [m.text for m in members])
-            self.store.put_embeddings(self.embedder.name, fresh)
+            vectors = self.embedder.embed_stored(self.store, [m.text for m in members])
         self.method.observe(label, members, vectors)
         self._hashes[label].update(duplicate_key(m.text) for m in members)
         self._texts.update((m.id, m.text) for m in members)

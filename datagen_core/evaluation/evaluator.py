@@ -242,10 +242,7 @@ class Evaluator:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Embeddings through the store's cache (the run loop already embedded every kept offspring)."""
-        vectors, fresh = self.embedder.embed(self.store, list(texts))
-        if fresh:
-            self.store.put_embeddings(self.embedder.name, fresh)
-        return vectors
+        return self.embedder.embed_stored(self.store, list(texts))
 
     def trainer(self, name: str, **options: Any) -> Trainer:
         if name == "logistic":

@@ -21,7 +21,7 @@ from typing import Any
 from datagen_core.config import LLMConfig, SamplingParams
 from datagen_core.errors import LLMError, LLMFatalError
 from datagen_core.records import LLMCallRecord
-from datagen_core.store import Store
+from datagen_core.store import ResponseCache
 from datagen_core.llm.base import Backend, TransientBackendError
 
 
@@ -94,7 +94,7 @@ class LLM:
     def __init__(
         self,
         backend: Backend,
-        store: Store | None,
+        store: ResponseCache | None,
         *,
         max_in_flight: int = 16,
         max_retries: int = 5,
@@ -120,7 +120,7 @@ class LLM:
         self.retries = 0
 
     @classmethod
-    def from_config(cls, config: LLMConfig, store: Store | None, **kwargs: Any) -> LLM:
+    def from_config(cls, config: LLMConfig, store: ResponseCache | None, **kwargs: Any) -> LLM:
         kwargs.setdefault("max_in_flight", config.max_in_flight)
         kwargs.setdefault("max_retries", config.max_retries)
         return cls(make_backend(config), store, **kwargs)

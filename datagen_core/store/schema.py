@@ -3,7 +3,8 @@
 `meta.schema_version` is the number of the last migration a file has had; a new file gets them all, an
 older one the missing ones on open, each in one transaction with its version. Version 1 is the schema the
 first studio wrote, then given later tables and a column on every open (`IF NOT EXISTS`) without a new
-version number: a version-1 file may already hold what migrations 2 and 3 add, so they tolerate finding it.
+version number: a version-1 file may already hold what migrations 2 and 3 add, so every migration after 1
+tolerates finding its change already made.
 """
 
 from __future__ import annotations
@@ -129,7 +130,7 @@ _MIN_WORDS = "ALTER TABLE project ADD COLUMN IF NOT EXISTS min_words INTEGER;"
 
 # A pickled model in a shared project file could run code on the machine that opens it: the maps keep only
 # coordinates, and new texts are placed from their fitted neighbours (datagen_core.projection).
-_NO_PICKLED_PROJECTION = "ALTER TABLE projections DROP COLUMN model;"
+_NO_PICKLED_PROJECTION = "ALTER TABLE projections DROP COLUMN IF EXISTS model;"
 
 MIGRATIONS = (
     Migration(1, "the original schema", _ORIGINAL),
