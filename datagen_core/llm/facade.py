@@ -117,7 +117,6 @@ class LLM:
         self._limiter_loop: asyncio.AbstractEventLoop | None = None
         self._pending: list[LLMCallRecord] = []
         self._pending_lock = threading.Lock()
-        self.retries = 0
 
     @classmethod
     def from_config(cls, config: LLMConfig, store: ResponseCache | None, **kwargs: Any) -> LLM:
@@ -200,7 +199,6 @@ class LLM:
                 if attempt > self.max_retries:
                     self._record(self._failed(common, started, attempt, f"gave up after {attempt} attempts: {exc}"))
                     raise LLMError(f"LLM call failed after {attempt} attempts: {last_error}") from None
-                self.retries += 1
                 delay = min(self.backoff_cap_s, self.backoff_base_s * 2 ** (attempt - 1))
                 delay = max(delay * random.uniform(0.5, 1.0), exc.retry_after or 0.0)
                 await asyncio.sleep(delay)
