@@ -20,9 +20,9 @@ from typing import Any
 
 from datagen_core.config import LLMConfig, SamplingParams
 from datagen_core.errors import LLMError, LLMFatalError
+from datagen_core.llm.base import Backend, TransientBackendError
 from datagen_core.records import LLMCallRecord
 from datagen_core.store import ResponseCache
-from datagen_core.llm.base import Backend, TransientBackendError
 
 
 @dataclass(frozen=True)
