@@ -18,7 +18,7 @@ from datagen_core.engine.jobs import JobSnapshot
 from datagen_core.engine.runner import start_run
 from datagen_core.methods import describe_options
 from datagen_core.registry import CHECKS, METHODS
-from datagen_core.store import RunInfo, SampleFilter, Store
+from datagen_core.store import RESUMABLE_STATUSES, RunInfo, SampleFilter, Store
 from studio import state
 from studio.options_form import merged_fields, option_widget, options_inputs, shared_options_inputs
 from studio.render import gene_split, genes_text, parent_ids, quoted
@@ -27,7 +27,6 @@ LIVE_SECONDS = 2.0  # how often the feed redraws while a job is active
 CARDS = 6  # newest offspring shown as cards
 RUN_KEY = "evolve_run"
 STOP_CONFIRM_KEY = "evolve_confirm_stop"
-RESUMABLE = ("running", "interrupted", "failed")  # store statuses a run may go on from
 GROUP_CHECK = "dedup"  # in-run, the group check is the run's `dedup_distance` (against the label's population)
 
 
@@ -108,7 +107,7 @@ def controls(store: Store, run: RunInfo, snap: JobSnapshot | None, llm_config: L
     job = runs.job(store, run.id)
     active = snap is not None and snap.active
     finished = run.status in ("completed", "stopped") or (snap is not None and snap.state in ("completed", "stopped"))
-    can_resume = not active and not finished and run.status in RESUMABLE
+    can_resume = not active and not finished and run.status in RESUMABLE_STATUSES
     pause, resume, stop, _ = st.columns(4)
     if pause.button("Pause", key="evolve_pause", disabled=not active or snap.state not in ("starting", "running")):
         if job is not None:
@@ -184,14 +183,13 @@ def compact(count: float) -> str:
 
 def usage_metrics(store: Store, run: RunInfo, snap: JobSnapshot | None) -> None:
     usage = store.run_usage(run.id)
-    calls, attempts = int(usage["calls"]), int(usage["attempts"])
     cols = [*st.columns(3), *st.columns(3)]  # two rows: six metrics side by side do not fit a narrow window
     cols[0].metric("Job", snap.state if snap is not None else "idle",
                    help=None if snap is not None else "No job of this studio runs this run now.")
-    cols[1].metric("LLM calls", calls, help="Answered from the cache: "
+    cols[1].metric("LLM calls", int(usage["calls"]), help="Answered from the cache: "
                    f"{int(usage['cached_calls'])}")
     cols[2].metric("Failed calls", int(usage["failed_calls"]))
-    cols[3].metric("Retries", max(attempts - calls, 0), help="Extra attempts after 429s, 5xx and timeouts.")
+    cols[3].metric("Retries", int(usage["retries"]), help="Extra attempts after 429s, 5xx and timeouts.")
     cols[4].metric("Tokens", compact(usage["prompt_tokens"] + usage["completion_tokens"]),
                    help=f"{int(usage['prompt_tokens']):,} in (prompts), {int(usage['completion_tokens']):,} out")
     if snap is not None and snap.seconds > 0:

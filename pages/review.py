@@ -190,7 +190,7 @@ def one_by_one(store: Store, page: pd.DataFrame, labels: list[str]) -> None:
                        key=f"review_label_{sample_id}")
         right.radio("Status", list(SAMPLE_STATUSES), index=list(SAMPLE_STATUSES).index(row["status"]),
                     key=f"review_status_{sample_id}", horizontal=True)
-        accept, reject, save, _ = st.columns([1, 1, 1, 3])
+        accept, reject, save, _ = st.columns(4)  # equal: a narrow window keeps the labels whole
         accept.form_submit_button("Accept", on_click=act_on_one, args=(sample_id, "accept", next_id), type="primary")
         reject.form_submit_button("Reject", on_click=act_on_one, args=(sample_id, "reject", next_id))
         save.form_submit_button("Save", on_click=act_on_one, args=(sample_id, "save", next_id))

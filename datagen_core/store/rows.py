@@ -9,6 +9,8 @@ from typing import Any, Literal
 from datagen_core.config import RunConfig
 
 RUN_STATUSES = ("running", "completed", "interrupted", "stopped", "failed")
+#: Statuses a run may go on from (`--resume`, the studio's Resume).
+RESUMABLE_STATUSES = ("running", "interrupted", "failed")
 SAMPLE_STATUSES = ("pending", "accepted", "rejected")
 
 # The order of a listing of samples: by id, which is the order they were stored in.

@@ -12,7 +12,7 @@ from datagen_core.config import LLMConfig, RunConfig
 from datagen_core.errors import DatagenError
 from datagen_core.records import utcnow
 from datagen_core.store.connection import Connection, retry_on_conflict
-from datagen_core.store.rows import RUN_STATUSES, PopulationMember, RunInfo
+from datagen_core.store.rows import RESUMABLE_STATUSES, RUN_STATUSES, PopulationMember, RunInfo
 
 
 def insert_event(
@@ -70,7 +70,7 @@ class RunTables(Connection):
         raise DatagenError(f"unknown run {run_id!r}")
 
     def latest_unfinished_run(self) -> RunInfo | None:
-        unfinished = [r for r in self.runs() if r.status in ("running", "interrupted", "failed")]
+        unfinished = [r for r in self.runs() if r.status in RESUMABLE_STATUSES]
         return unfinished[-1] if unfinished else None
 
     def kept_counts(self, run_id: str) -> dict[str, int]:
@@ -129,7 +129,9 @@ class RunTables(Connection):
             [run_id],
         ).fetchall()[0]
         keys = ("calls", "cached_calls", "failed_calls", "prompt_tokens", "completion_tokens", "attempts")
-        return dict(zip(keys, row, strict=True))
+        usage = dict(zip(keys, row, strict=True))
+        usage["retries"] = max(usage["attempts"] - usage["calls"], 0)  # extra attempts after 429s, 5xx, timeouts
+        return usage
 
     def add_event(
         self, run_id: str | None, level: str, kind: str, message: str, data: dict[str, Any] | None = None
