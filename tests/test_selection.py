@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from datagen_core import selection
+from datagen_core.engine import selection
 from datagen_core.engine.selection import (
     ApproxFarthestPairSelector,
     FarthestPairSelector,
