@@ -113,7 +113,7 @@ def check_lineage(store: Store, method: str, options: dict[str, Any], rows: pd.D
             assert len(worked) == 3 and all(real_label[i] == row.label for i in worked)
             assert not set(worked) & set(parents)
         elif method == "few_shot":
-            k = options["few_shot"].k
+            k = options["options"].k
             assert details == {"example_ids": parents, "k": k} and len(set(parents)) == k
             assert all(real_label[p] == row.label for p in parents)
         elif method == "datagen":
@@ -133,7 +133,7 @@ def check_lineage(store: Store, method: str, options: dict[str, Any], rows: pd.D
             for name, value in details["attributes"].items():
                 assert value in values.items[name] and f"its '{name}' must be: {value};" in row.prompt
     if method == "datagen":  # several items per call: the first call of each label asks for two
-        assert any(f"Write {options['datagen'].items_per_call} new items" in prompt for prompt in rows["prompt"])
+        assert any(f"Write {options['options'].items_per_call} new items" in prompt for prompt in rows["prompt"])
         for row in rows.itertuples():
             details = json.loads(row.details)
             assert details.get("item", 0) < details.get("items", 1)  # which answer of a multi-item call it was
