@@ -50,6 +50,9 @@ class DedupOptions(Options):
                                    description="Word-shingle Jaccard at which texts are near-duplicates.")
 
 
+_DEFAULTS = DedupOptions()
+
+
 class DedupCheck(Check):
     name = "dedup"
     title = "Group check (near duplicates)"
@@ -58,7 +61,8 @@ class DedupCheck(Check):
     not_in_run = "use the in-run group check (dedup_distance, `--dedup`) instead"
     needs_llm = False
 
-    def __init__(self, distance: float = 0.3, text_similarity: float = 0.8, neighbours: int = 5) -> None:
+    def __init__(self, distance: float = _DEFAULTS.distance, text_similarity: float = _DEFAULTS.text_similarity,
+                 neighbours: int = 5) -> None:
         self.distance = distance
         self.text_similarity = text_similarity
         self.neighbours = neighbours

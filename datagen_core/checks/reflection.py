@@ -55,6 +55,9 @@ class ReflectionOptions(Options):
                         description="Judge/rewrite rounds at most.")
 
 
+_DEFAULTS = ReflectionOptions()
+
+
 class ReflectionCheck(PerItemLLMCheck):
     name = "reflection"
     title = "Self-reflection"
@@ -66,7 +69,7 @@ class ReflectionCheck(PerItemLLMCheck):
         assert isinstance(options, ReflectionOptions)
         return f"{options.rounds} rounds"
 
-    def __init__(self, rounds: int = 5) -> None:
+    def __init__(self, rounds: int = _DEFAULTS.rounds) -> None:
         self.rounds = rounds
 
     def options(self) -> dict[str, Any]:

@@ -114,7 +114,7 @@ def run(
             config = build_run_config(
                 chosen_llm, per_label=per_label, method=method,
                 options=options_for(METHODS.get(method), _method_flags(), values, strict="--method"),
-                labels=split_list(labels), seed=seed, checks=_in_run(checks or []),
+                labels=split_list(labels), seed=seed, checks=checks or [],
                 check_options={field: flag.value(values[flag.keyword]) for flag in check_flags
                                if values.get(flag.keyword) is not None for field in flag.owners.values()},
                 dedup_distance=dedup, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
@@ -138,18 +138,6 @@ def run(
             f"(cached {usage['cached_calls']:.0f}, failed {usage['failed_calls']:.0f}), "
             f"tokens {usage['prompt_tokens']:.0f} in / {usage['completion_tokens']:.0f} out"
         )
-
-
-def _in_run(checks: Sequence[str]) -> list[str]:
-    """The --check names, each one an in-run check (a check that is not says what to use instead)."""
-    for check in checks:
-        if check in CHECKS and CHECKS.get(check).not_in_run:
-            raise DatagenError(f"--check: the {check} check cannot run in-run: {CHECKS.get(check).not_in_run}")
-        if check not in CHECKS or check not in in_run_check_names():
-            raise DatagenError(f"--check: unknown in-run check {check!r}; use one of {', '.join(in_run_check_names())}")
-    if len(set(checks)) < len(checks):
-        raise DatagenError("--check: each check may be given once")
-    return list(checks)
 
 
 def runs(name: str, home: Home = DEFAULT_HOME) -> None:

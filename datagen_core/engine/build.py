@@ -48,7 +48,7 @@ def build_run_config(
         repeat_penalty=defaults.repeat_penalty,
     )
     if len(set(checks)) < len(checks):
-        raise DatagenError("each in-run check may be given once")
+        raise DatagenError("each check may be given once")
     try:
         specs = tuple(CheckSpec(name=name, options=_options_for(name, check_options or {})) for name in checks)
         return RunConfig(
