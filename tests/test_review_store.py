@@ -27,10 +27,11 @@ def new_run(store: Store, run_id: str) -> str:
 
 
 def add_offspring(
-    store: Store, run_id: str, label: str, texts: Sequence[str], filter_reason: str | None = None
+    store: Store, run_id: str, label: str, texts: Sequence[str], filter_reason: str | None = None,
+    parents: tuple[int, int] | None = None,
 ) -> list[int]:
     """Offspring written as the runner writes them (one transaction), with parents from the label's seeds."""
-    seeds = [int(i) for i in store.real_examples(label)["id"][:2]]
+    seeds = parents or tuple(int(i) for i in store.real_examples(label)["id"][:2])
     ids = store.allocate_sample_ids(len(texts))
     samples = [
         NewSample(id=i, run_id=run_id, label=label, text=t, method="genetic", parent_ids=(seeds[0], seeds[1]),
@@ -192,10 +193,14 @@ def test_concurrent_edits_bulk_updates_and_a_writer_lose_nothing(store: Store) -
             bulk_changed.append(store.set_status_where(SampleFilter(origin="real"), ("pending", "accepted")[r % 2],
                                                        actor="bulk"))
 
+    # the parents are chosen before the editors start relabelling the seeds they would be looked up by
+    parents = (rows[0], rows[1])
+
     def writer() -> None:
         run_id = new_run(store, "w")
         for batch in range(15):
-            written.extend(add_offspring(store, run_id, "NUM", [f"How far is star {batch}-{i} ?" for i in range(4)]))
+            texts = [f"How far is star {batch}-{i} ?" for i in range(4)]
+            written.extend(add_offspring(store, run_id, "NUM", texts, parents=parents))
 
     threads = [threading.Thread(target=guard(lambda n=n: editor(n))) for n in owned]
     threads += [threading.Thread(target=guard(bulk)), threading.Thread(target=guard(writer))]
