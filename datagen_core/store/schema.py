@@ -132,11 +132,21 @@ _MIN_WORDS = "ALTER TABLE project ADD COLUMN IF NOT EXISTS min_words INTEGER;"
 # coordinates, and new texts are placed from their fitted neighbours (datagen_core.projection).
 _NO_PICKLED_PROJECTION = "ALTER TABLE projections DROP COLUMN IF EXISTS model;"
 
+# What a run asked each call for (the label, parents and gene split its answer becomes a sample with), so an
+# answer that landed before a crash is made into its sample on resume instead of being paid for again; and the
+# transient faults each call went through (kind -> count) with the time they cost.
+_CALL_REQUESTS_AND_FAULTS = """
+ALTER TABLE llm_calls ADD COLUMN IF NOT EXISTS request VARCHAR;
+ALTER TABLE llm_calls ADD COLUMN IF NOT EXISTS faults VARCHAR;
+ALTER TABLE llm_calls ADD COLUMN IF NOT EXISTS lost_ms DOUBLE;
+"""
+
 MIGRATIONS = (
     Migration(1, "the original schema", _ORIGINAL),
     Migration(2, "held-out examples and cached evaluations", _HELDOUT_AND_EVALUATIONS),
     Migration(3, "the project's minimum sample length", _MIN_WORDS),
     Migration(4, "maps without a pickled model", _NO_PICKLED_PROJECTION),
+    Migration(5, "call requests and faults", _CALL_REQUESTS_AND_FAULTS),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
