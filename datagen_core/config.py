@@ -118,9 +118,16 @@ class LLMConfig(Frozen):
     api_key_env: str = "OPENAI_API_KEY"
     #: A key typed into the studio for this session only: never serialised, never stored.
     session_api_key: SecretStr | None = Field(default=None, exclude=True, repr=False)
-    timeout_s: float = Field(default=120.0, gt=0)
+    #: A request with no byte of answer after this long is a timeout (a non-streamed answer's first byte is its
+    #: last, so on most servers this bounds the whole generation).
+    first_byte_timeout_s: float = Field(default=120.0, gt=0, le=3600)
+    #: The whole request, answer included.
+    timeout_s: float = Field(default=300.0, gt=0, le=7200)
+    #: Attempts after the first one for a transient fault (429, 5xx, timeout, dropped connection).
     max_retries: int = Field(default=5, ge=0, le=20)
     max_in_flight: int = Field(default=16, ge=1, le=4096)
+    #: A run stops (resumable) when the endpoint has answered nothing for this long while requests were waiting.
+    give_up_after_s: float = Field(default=300.0, gt=0, le=86400)
 
     @model_validator(mode="after")
     def _openai_needs_url(self) -> LLMConfig:
@@ -140,18 +147,45 @@ class LLMConfig(Frozen):
         base_url: str | None = None,
         model: str | None = None,
         max_in_flight: int | None = None,
+        **limits: float | None,
     ) -> LLMConfig:
-        """Explicit arguments win over DATAGEN_BASE_URL / DATAGEN_MODEL; no URL means the embedded model."""
+        """Explicit arguments win over DATAGEN_BASE_URL / DATAGEN_MODEL and the timeout variables
+        (`TIMEOUT_ENV`); no URL means the embedded model."""
         url = base_url or os.environ.get("DATAGEN_BASE_URL")
         chosen_model = model or os.environ.get("DATAGEN_MODEL")
+        chosen = {key: value for key, value in limits_from_env().items() if key not in limits or limits[key] is None}
+        chosen.update({key: value for key, value in limits.items() if value is not None})
         if not url:
-            return cls(backend="embedded", max_in_flight=max_in_flight or 2)
+            return cls(backend="embedded", max_in_flight=max_in_flight or 2, **chosen)
         if not chosen_model:
             raise ValueError("a base URL needs a model name too (--model or DATAGEN_MODEL)")
-        return cls(backend="openai", base_url=url, model=chosen_model, max_in_flight=max_in_flight or 16)
+        return cls(backend="openai", base_url=url, model=chosen_model, max_in_flight=max_in_flight or 16, **chosen)
 
     def default_sampling(self) -> SamplingParams:
         return EMBEDDED_SAMPLING if self.backend == "embedded" else SamplingParams()
+
+
+#: The settings that say how long to wait for an endpoint and how often to try again, and their variables.
+TIMEOUT_ENV = {
+    "first_byte_timeout_s": "DATAGEN_FIRST_BYTE_TIMEOUT",
+    "timeout_s": "DATAGEN_TIMEOUT",
+    "max_retries": "DATAGEN_RETRIES",
+    "give_up_after_s": "DATAGEN_GIVE_UP_AFTER",
+}
+TIMEOUT_FIELDS = frozenset(TIMEOUT_ENV)
+
+
+def limits_from_env() -> dict[str, float]:
+    """The timeout settings set in the environment; a value that is not a number is one clear error."""
+    chosen: dict[str, float] = {}
+    for key, variable in TIMEOUT_ENV.items():
+        value = os.environ.get(variable, "").strip()
+        if value:
+            try:
+                chosen[key] = float(value)
+            except ValueError:
+                raise ValueError(f"{variable} must be a number, not {value!r}") from None
+    return chosen
 
 
 def clean_values(values: tuple[str, ...]) -> tuple[str, ...]:

@@ -73,6 +73,11 @@ class LLMCallRecord:
     cached: bool
     error: str | None
     created_at: datetime = field(default_factory=utcnow)
+    #: What the caller asked this call for (a run: the label and lineage of the sample its answer becomes).
+    request: dict[str, Any] | None = None
+    #: Transient faults before the answer (kind -> count) and the time they cost (failed attempts, back-off).
+    faults: dict[str, int] | None = None
+    lost_ms: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,15 @@ exact; a correction is what is stored, embedded and bred from, with the text as 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import signal
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import numpy as np
 
@@ -34,10 +37,22 @@ from datagen_core.embed import Embedder
 from datagen_core.engine.validity import degenerate_reason, instruction_text
 from datagen_core.errors import DatagenError, LLMError, LLMFatalError
 from datagen_core.llm import LLM, Completion
+from datagen_core.llm.base import TransientBackendError
 from datagen_core.methods import GenerationMethod, GenerationRequest, MethodContext, make_method, prepare_run_config
 from datagen_core.records import NewSample, duplicate_key, utcnow
 from datagen_core.registry import CHECKS, METHODS
 from datagen_core.store import PopulationMember, RunInfo, Store
+
+#: How often the loop looks at the stop flag and the endpoint's silence while nothing lands.
+TICK_S = 0.25
+#: The first "no answer yet" note (then after 3x, 5x, ... this); fault notes at most this often.
+WAIT_NOTE_S = 30.0
+FAULT_NOTE_S = 10.0
+
+
+def describe_faults(faults: dict[str, int]) -> str:
+    """'timeout 3, server_error 2' (most frequent first)."""
+    return ", ".join(f"{kind} {n}" for kind, n in sorted(faults.items(), key=lambda item: -item[1])) or "none"
 
 
 @dataclass
@@ -89,6 +104,8 @@ class _Landed:
     requested_at: object
     completion: Completion | None
     error: LLMError | None
+    #: An answer recovered on resume for a label that has since reached its target: stored, never counted.
+    surplus: bool = False
 
 
 @dataclass(frozen=True)
@@ -152,18 +169,46 @@ class Runner:
         self._texts: dict[int, str] = {}  # population texts by id: what a request showed the model
         self._consecutive_failures = 0
         self._filtered_in_a_row = dict.fromkeys(self.labels, 0)
+        self._last_answer = time.monotonic()  # when the endpoint last answered (or the run started waiting)
+        self._next_wait_note = WAIT_NOTE_S
+        self._faults: dict[str, int] = {}
+        self._fault_noted = 0.0
         self._pool: dict[str, np.ndarray] = {}  # population vectors per label, for in-run group checking
         self.checks = in_run_checks(self.config.checks)
 
     # ------------------------------------------------------------ set-up
-    def _load_populations(self) -> None:
-        kept = self.store.kept_counts(self.run.id)
+    def _load_populations(self) -> list[_Landed]:
+        """Rebuild each population from the store; returns the answers that landed before the run last stopped
+        but were never made into samples (each counted in flight until persisted)."""
+        counted = self.store.counted_offspring(self.run.id)
         for label in self.labels:
             members = self.store.population(label, self.run.id)
             self._admit(label, members)
             for pair in self.store.used_pairs(self.run.id, label):
                 self.method.mark_used(label, pair)
-            self.progress[label].kept = kept.get(label, 0)
+            self.progress[label].kept = counted.get(label, 0)
+        return self._recover_answers()
+
+    def _recover_answers(self) -> list[_Landed]:
+        recovered: list[_Landed] = []
+        for call in self.store.unused_answers(self.run.id):
+            assert call.request is not None and call.response is not None
+            request = GenerationRequest.from_record(call.request, call.messages)
+            state = self.progress.get(request.label)
+            if state is None:
+                continue
+            if len(request.parent_ids) == 2:
+                self.method.mark_used(request.label, request.parent_ids)
+            surplus = state.needed < request.items
+            if not surplus:
+                state.in_flight += request.items
+            requested_at = datetime.fromisoformat(call.request.get("requested_at") or call.created_at.isoformat())
+            completion = Completion(call.response, call.finish_reason, call)
+            recovered.append(_Landed(request, requested_at, completion, None, surplus))
+        if recovered:
+            self._message("info", f"{len(recovered)} answers that landed before the run stopped are made into "
+                          "samples now (nothing is asked again for them)")
+        return recovered
 
     def _admit(self, label: str, members: Sequence[PopulationMember], vectors: np.ndarray | None = None) -> None:
         if not members:
@@ -178,7 +223,7 @@ class Runner:
             self._pool[label] = vectors if held is None else np.concatenate([held, vectors])
 
     # -------------------------------------------------------------- loop
-    def _schedule(self, tasks: set[asyncio.Task[_Landed]]) -> None:
+    def _schedule(self, tasks: dict[asyncio.Task[_Landed], GenerationRequest]) -> None:
         """Fill the in-flight budget, each slot to the label furthest behind its target (fair at any budget)."""
         waiting = [label for label in self.labels if not self.progress[label].exhausted]
         while len(tasks) < self.llm.max_in_flight and not self.stop.is_set():
@@ -196,7 +241,7 @@ class Runner:
                     self._message("warning", f"label {label!r}: every parent pair is used; stopping this label")
                 continue
             state.in_flight += request.items
-            tasks.add(asyncio.create_task(self._ask(request)))
+            tasks[asyncio.create_task(self._ask(request))] = request
 
     async def _ask(self, request: GenerationRequest) -> _Landed:
         requested_at = utcnow()
@@ -205,6 +250,7 @@ class Runner:
                 request.messages, sampling=request.sampling or self.config.sampling, schema=request.schema,
                 purpose=self.config.method,
                 sample_index=":".join(filter(None, (f"seed:{self.config.seed}", request.sample_index))),
+                request={**request.record(), "requested_at": requested_at.isoformat()},
             )
             return _Landed(request, requested_at, completion, None)
         except LLMFatalError:
@@ -224,6 +270,11 @@ class Runner:
         have run."""
         candidates: list[_Candidate] = []
         for item in landed:
+            if item.surplus:
+                pieces = self.method.parse_many(item.request, item.completion.text)  # type: ignore[union-attr]
+                candidates.extend(_Candidate(item, text, "over_target", position, len(pieces))
+                                  for position, (text, _) in enumerate(pieces))
+                continue
             if item.completion is None:
                 self.progress[item.request.label].failed += 1
                 self._consecutive_failures += 1
@@ -355,12 +406,15 @@ class Runner:
             self._admit(label, members, vectors[rows])
         for sample in samples:
             state = self.progress[sample.label]
+            if sample.filter_reason == "over_target":
+                continue
             if sample.filter_reason is None:
                 state.kept += 1
             else:
                 state.filtered += 1
         for item in landed:  # counted as in flight until persisted, so refills never overshoot a target
-            self.progress[item.request.label].in_flight -= item.request.items
+            if not item.surplus:
+                self.progress[item.request.label].in_flight -= item.request.items
         self.observer.on_batch(samples, self.progress)
         return samples
 
@@ -368,36 +422,81 @@ class Runner:
         self.store.add_event(self.run.id, level, "message", message)
         self.observer.on_message(level, message)
 
+    def _on_fault(self, fault: TransientBackendError, attempt: int) -> None:
+        """Say at once that the endpoint struggles (at most every few seconds), not only when a call gives up."""
+        self._faults[fault.kind] = self._faults.get(fault.kind, 0) + 1
+        now = time.monotonic()
+        if now - self._fault_noted >= FAULT_NOTE_S:
+            self._fault_noted = now
+            self._message("warning", f"endpoint fault: {fault} (attempt {attempt}); retrying. Faults so far: "
+                          + describe_faults(self._faults))
+
+    def _watch_endpoint(self, waiting: int) -> None:
+        """An endpoint that answers nothing for `give_up_after_s` while requests wait stops the run (resumable);
+        before that, the wait is reported now and then."""
+        now = time.monotonic()
+        if not waiting:
+            self._last_answer, self._next_wait_note = now, WAIT_NOTE_S
+            return
+        idle = now - self._last_answer
+        if idle >= self.llm.give_up_after_s:
+            faults = f" ({describe_faults(self._faults)})" if self._faults else ""
+            raise LLMFatalError(f"the endpoint answered nothing for {idle:.0f} s{faults}; the run stops and resumes "
+                                "where it left off once the endpoint answers")
+        if idle >= self._next_wait_note:
+            self._next_wait_note += WAIT_NOTE_S * 2
+            self._message("warning", f"no answer for {idle:.0f} s ({waiting} requests waiting); the run gives up "
+                          f"after {self.llm.give_up_after_s:.0f} s")
+
+    def _flush_calls(self) -> None:
+        """Every answered call is stored as it lands, before embedding: it was paid for."""
+        calls = self.llm.take_pending_calls()
+        if calls:
+            self.store.insert_llm_calls(calls)
+
     async def execute(self) -> RunSummary:
         started = time.perf_counter()
-        tasks: set[asyncio.Task[_Landed]] = set()
+        tasks: dict[asyncio.Task[_Landed], GenerationRequest] = {}
         new_offspring = 0
         status = "failed"
+        self.llm.on_fault = self._on_fault
         try:
             await self.llm.check()
-            await asyncio.to_thread(self._load_populations)
+            landed = await asyncio.to_thread(self._load_populations)
             self.observer.on_start(self.run.id, self.progress)
             self.store.set_run_status(self.run.id, "running")
-            landed: list[_Landed] = []
             persisting: asyncio.Task[list[NewSample]] | None = None
+            flushing: asyncio.Task[None] | None = None
+            self._last_answer = time.monotonic()
             while True:
+                if self.stop.is_set() and tasks:
+                    await self._cancel(tasks)  # stopping never waits for answers still being generated
                 self._schedule(tasks)
+                if flushing is None and self.llm.has_pending_calls():
+                    flushing = asyncio.create_task(asyncio.to_thread(self._flush_calls))
                 if persisting is None and landed:
                     # One batch is written at a time while requests keep flowing; what lands meanwhile
                     # forms the next batch, so batches grow with throughput.
                     persisting = asyncio.create_task(self._persist(landed))
                     landed = []
-                waiting = tasks | {persisting} if persisting else tasks
+                waiting = set(tasks) | {t for t in (persisting, flushing) if t is not None}
                 if not waiting:
                     break
-                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(waiting, timeout=TICK_S, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     if task is persisting:
                         new_offspring += sum(s.filter_reason is None for s in persisting.result())
                         persisting = None
+                    elif task is flushing:
+                        flushing.result()
+                        flushing = None
                     else:
-                        tasks.discard(task)  # type: ignore[arg-type]
-                        landed.append(task.result())  # type: ignore[arg-type]
+                        del tasks[task]  # type: ignore[arg-type]
+                        item: _Landed = task.result()  # type: ignore[assignment]
+                        if item.completion is not None:
+                            self._last_answer = time.monotonic()
+                        landed.append(item)
+                self._watch_endpoint(len(tasks))
             status = "interrupted" if self.stop.is_set() else "completed"
         except LLMFatalError as exc:
             self.store.set_run_status(self.run.id, "failed", str(exc))
@@ -406,8 +505,7 @@ class Runner:
             status = "interrupted"
             raise
         finally:
-            for task in tasks:
-                task.cancel()
+            await self._cancel(tasks)
             self.store.insert_llm_calls(self.llm.take_pending_calls())
             if status != "failed":
                 self.store.set_run_status(self.run.id, status)
@@ -416,6 +514,14 @@ class Runner:
             self.run.id, status, self.progress, time.perf_counter() - started, new_offspring,
             self.store.run_usage(self.run.id),
         )
+
+    async def _cancel(self, tasks: dict[asyncio.Task[_Landed], GenerationRequest]) -> None:
+        """Cancel requests still waiting for an answer; what already landed is kept."""
+        for task, request in tasks.items():
+            task.cancel()
+            self.progress[request.label].in_flight -= request.items
+        await asyncio.gather(*tasks, return_exceptions=True)
+        tasks.clear()
 
 
 def run_generation(
@@ -432,5 +538,21 @@ def run_generation(
     run = store.run(run_id)
     llm = LLM.from_config(llm_config, store, run_id=run_id, use_cache=run.config.use_cache, autoflush=False,
                           **llm_options)
+    stop = stop or threading.Event()
     runner = Runner(store, run, llm, embedder or Embedder(), observer, stop)
-    return asyncio.run(runner.execute())
+    with _stopped_by_sigterm(stop):
+        return asyncio.run(runner.execute())
+
+
+@contextlib.contextmanager
+def _stopped_by_sigterm(stop: threading.Event) -> Iterator[None]:
+    """In a process's main thread, SIGTERM stops the run as *Stop* does (what landed is kept, the run is left
+    interrupted) instead of killing it mid-write."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

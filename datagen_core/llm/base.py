@@ -17,16 +17,27 @@ class BackendAnswer:
     completion_tokens: int
 
 
+#: What went wrong with an attempt worth retrying; a run reports its retries by these kinds.
+FAULT_KINDS = ("rate_limited", "server_error", "timeout", "connection", "unreadable", "schema")
+
+
 class TransientBackendError(Exception):
     """Worth retrying: rate limits, 5xx, timeouts, dropped connections, garbled bodies."""
 
-    def __init__(self, message: str, *, rate_limited: bool = False, retry_after: float | None = None,
-                 connection: bool = False) -> None:
+    def __init__(self, message: str, kind: str, *, retry_after: float | None = None) -> None:
+        assert kind in FAULT_KINDS, kind
         super().__init__(message)
-        self.rate_limited = rate_limited
+        self.kind = kind
         self.retry_after = retry_after
-        #: The server could not be reached at all (a local one may have died).
-        self.connection = connection
+
+    @property
+    def rate_limited(self) -> bool:
+        return self.kind == "rate_limited"
+
+    @property
+    def connection(self) -> bool:
+        """The server could not be reached at all (a local one may have died)."""
+        return self.kind == "connection"
 
 
 class Backend(ABC):

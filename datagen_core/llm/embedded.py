@@ -29,7 +29,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from datagen_core.config import LLMConfig, SamplingParams
+from datagen_core.config import TIMEOUT_FIELDS, LLMConfig, SamplingParams
 from datagen_core.errors import LLMFatalError
 from datagen_core.llm.base import BackendAnswer, TransientBackendError
 from datagen_core.llm.model_server import READY_TIMEOUT_S, read_state
@@ -252,10 +252,10 @@ class EmbeddedBackend(OpenAIBackend):
     name = "embedded"
     repeat_penalty_field = "repeat_penalty"  # llama.cpp's name (vLLM's is repetition_penalty)
 
-    def __init__(self, n_ctx: int = 2048) -> None:
+    def __init__(self, config: LLMConfig | None = None, n_ctx: int = 2048) -> None:
         self.runtime = embedded_runtime(n_ctx)
-        super().__init__(LLMConfig(backend="openai", base_url="http://127.0.0.1/v1", model=MODEL_NAME,
-                                   timeout_s=300.0))
+        limits = (config or LLMConfig()).model_dump(include=TIMEOUT_FIELDS)
+        super().__init__(LLMConfig(backend="openai", base_url="http://127.0.0.1/v1", model=MODEL_NAME, **limits))
         # The server answers one request at a time; a second in flight waits there, so the model never idles.
         self.max_parallel = 2
 

@@ -15,6 +15,7 @@ import random
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,7 +83,7 @@ def make_backend(config: LLMConfig) -> Backend:
     if config.backend == "embedded":
         from datagen_core.llm.embedded import EmbeddedBackend
 
-        return EmbeddedBackend()
+        return EmbeddedBackend(config)
     from datagen_core.llm.openai_backend import OpenAIBackend
 
     return OpenAIBackend(config)
@@ -117,12 +118,18 @@ class LLM:
         self._limiter_loop: asyncio.AbstractEventLoop | None = None
         self._pending: list[LLMCallRecord] = []
         self._pending_lock = threading.Lock()
+        #: Told of every transient fault as it happens (before the retry), so a run can say the endpoint struggles.
+        self.on_fault: Callable[[TransientBackendError, int], None] | None = None
+        #: A run stops when the endpoint answers nothing for this long (see LLMConfig.give_up_after_s).
+        self.give_up_after_s = LLMConfig.model_fields["give_up_after_s"].default
 
     @classmethod
     def from_config(cls, config: LLMConfig, store: ResponseCache | None, **kwargs: Any) -> LLM:
         kwargs.setdefault("max_in_flight", config.max_in_flight)
         kwargs.setdefault("max_retries", config.max_retries)
-        return cls(make_backend(config), store, **kwargs)
+        llm = cls(make_backend(config), store, **kwargs)
+        llm.give_up_after_s = config.give_up_after_s
+        return llm
 
     @property
     def model(self) -> str:
@@ -149,6 +156,9 @@ class LLM:
         with self._pending_lock:
             self._pending.append(record)
 
+    def has_pending_calls(self) -> bool:
+        return bool(self._pending)
+
     def take_pending_calls(self) -> list[LLMCallRecord]:
         """Call records not yet written, for a caller that writes them in its own transaction."""
         with self._pending_lock:
@@ -164,12 +174,17 @@ class LLM:
         schema: dict[str, Any] | None = None,
         purpose: str = "completion",
         sample_index: str = "0",
+        request: dict[str, Any] | None = None,
     ) -> Completion:
-        """One completion. Raises LLMFatalError (stop everything) or LLMError (this call failed for good)."""
+        """One completion. Raises LLMFatalError (stop everything) or LLMError (this call failed for good).
+
+        `request` is what the caller needs to make its answer into a result again (a run's lineage); it is
+        stored with the call, so an answer that landed before a crash is not paid for twice."""
         key = cache_key(self.backend.model, messages, sampling, schema, sample_index)
         params = {**sampling.model_dump(), "schema": schema, "sample_index": sample_index}
         common = {"run_id": self.run_id, "purpose": purpose, "backend": self.backend.name,
-                  "model": self.backend.model, "cache_key": key, "messages": messages, "params": params}
+                  "model": self.backend.model, "cache_key": key, "messages": messages, "params": params,
+                  "request": request}
         if self.use_cache and self.store is not None:
             hit = self.store.cached_response(key)
             if hit is not None:
@@ -184,39 +199,48 @@ class LLM:
         limiter = self._limiter_for_loop()
         started = time.perf_counter()
         attempt = 0
-        last_error = ""
+        faults: dict[str, int] = {}
         while True:
             attempt += 1
+            tried = time.perf_counter()
             try:
                 async with limiter:
                     answer = await self.backend.complete(messages, sampling, schema, seed)
                 limiter.succeeded()
                 break
             except TransientBackendError as exc:
-                last_error = str(exc)
+                faults[exc.kind] = faults.get(exc.kind, 0) + 1
                 if exc.rate_limited:
                     limiter.rate_limited()
+                if self.on_fault is not None:
+                    self.on_fault(exc, attempt)
                 if attempt > self.max_retries:
-                    self._record(self._failed(common, started, attempt, f"gave up after {attempt} attempts: {exc}"))
-                    raise LLMError(f"LLM call failed after {attempt} attempts: {last_error}") from None
+                    self._record(self._failed(common, started, attempt, f"gave up after {attempt} attempts: {exc}",
+                                              faults))
+                    raise LLMError(f"LLM call failed after {attempt} attempts: {exc}") from None
                 delay = min(self.backoff_cap_s, self.backoff_base_s * 2 ** (attempt - 1))
                 delay = max(delay * random.uniform(0.5, 1.0), exc.retry_after or 0.0)
                 await asyncio.sleep(delay)
             except LLMError as exc:  # includes LLMFatalError
-                self._record(self._failed(common, started, attempt, str(exc)))
+                self._record(self._failed(common, started, attempt, str(exc), faults))
                 raise
+        now = time.perf_counter()
         record = LLMCallRecord(
             id=uuid.uuid4().hex, response=answer.text, finish_reason=answer.finish_reason,
             prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens,
-            latency_ms=(time.perf_counter() - started) * 1000, attempts=attempt, cached=False, error=None, **common,
+            latency_ms=(now - started) * 1000, attempts=attempt, cached=False, error=None,
+            faults=faults or None, lost_ms=(tried - started) * 1000, **common,
         )
         self._record(record)
         return Completion(answer.text, answer.finish_reason, record)
 
-    def _failed(self, common: dict[str, Any], started: float, attempts: int, error: str) -> LLMCallRecord:
+    def _failed(self, common: dict[str, Any], started: float, attempts: int, error: str,
+                faults: dict[str, int]) -> LLMCallRecord:
+        """A call given up on: all of its time was lost."""
+        lost = (time.perf_counter() - started) * 1000
         return LLMCallRecord(id=uuid.uuid4().hex, response=None, finish_reason=None, prompt_tokens=0,
-                             completion_tokens=0, latency_ms=(time.perf_counter() - started) * 1000,
-                             attempts=attempts, cached=False, error=error, **common)
+                             completion_tokens=0, latency_ms=lost, attempts=attempts, cached=False, error=error,
+                             faults=faults or None, lost_ms=lost, **common)
 
     async def check(self) -> None:
         await self.backend.check()

@@ -11,6 +11,9 @@ from datagen_core.config import LLMConfig, SamplingParams
 from datagen_core.errors import LLMError, LLMFatalError
 from datagen_core.llm.base import Backend, BackendAnswer, TransientBackendError
 
+#: A server that accepts no connection within this is down or unreachable (the first-byte timeout caps it).
+CONNECT_TIMEOUT_S = 10.0
+
 
 def _retry_after(exc: openai.APIStatusError) -> float | None:
     value = exc.response.headers.get("retry-after") if exc.response is not None else None
@@ -46,9 +49,10 @@ class OpenAIBackend(Backend):
         loop = asyncio.get_running_loop()
         if self._client is None or self._client_loop is not loop:
             # The facade owns retries; the client must not retry behind its back.
+            first_byte = self._config.first_byte_timeout_s
             self._client = openai.AsyncOpenAI(
                 base_url=self.base_url, api_key=self._config.api_key(), max_retries=0,
-                timeout=self._config.timeout_s,
+                timeout=openai.Timeout(first_byte, connect=min(CONNECT_TIMEOUT_S, first_byte)),
             )
             self._client_loop = loop
         return self._client
@@ -77,11 +81,14 @@ class OpenAIBackend(Backend):
         if schema is not None:
             self._structured(kwargs, schema)
         try:
-            response = await self.client.chat.completions.create(**kwargs)
+            async with asyncio.timeout(self._config.timeout_s):
+                response = await self.client.chat.completions.create(**kwargs)
+        except TimeoutError:
+            raise TransientBackendError(f"no complete answer within {self._config.timeout_s:g} s", "timeout") from None
         except openai.BadRequestError as exc:
             if schema is not None and self._schema_style == "json_schema" and "json_schema" in str(exc):
                 self._schema_style = "json_object"
-                raise TransientBackendError("server rejects json_schema; retrying with json_object") from None
+                raise TransientBackendError("server rejects json_schema; retrying with json_object", "schema") from None
             raise LLMError(f"{self.base_url} rejected the request: {exc.message}") from None
         except openai.AuthenticationError:
             raise LLMFatalError(self._bad_key()) from None
@@ -90,21 +97,21 @@ class OpenAIBackend(Backend):
         except openai.NotFoundError:
             raise LLMFatalError(f"{self.base_url}: model {self.model!r} or endpoint not found (404)") from None
         except openai.RateLimitError as exc:
-            raise TransientBackendError(
-                "rate limited (429)", rate_limited=True, retry_after=_retry_after(exc)
-            ) from None
+            raise TransientBackendError("rate limited (429)", "rate_limited", retry_after=_retry_after(exc)) from None
         except openai.APIStatusError as exc:
             if exc.status_code >= 500 or exc.status_code in (408, 409):
-                raise TransientBackendError(f"server error {exc.status_code}", retry_after=_retry_after(exc)) from None
+                raise TransientBackendError(f"server error {exc.status_code}", "server_error",
+                                            retry_after=_retry_after(exc)) from None
             raise LLMError(f"{self.base_url} answered {exc.status_code}: {exc.message}") from None
         except openai.APITimeoutError:
-            raise TransientBackendError("request timed out") from None
+            raise TransientBackendError(
+                f"no answer within {self._config.first_byte_timeout_s:g} s", "timeout") from None
         except openai.APIConnectionError as exc:
-            raise TransientBackendError(f"connection failed: {exc.__cause__ or exc}", connection=True) from None
+            raise TransientBackendError(f"connection failed: {exc.__cause__ or exc}", "connection") from None
         except (openai.APIResponseValidationError, ValueError) as exc:
-            raise TransientBackendError(f"unreadable response: {type(exc).__name__}") from None
+            raise TransientBackendError(f"unreadable response: {type(exc).__name__}", "unreadable") from None
         if not response.choices:
-            raise TransientBackendError("response without choices")
+            raise TransientBackendError("response without choices", "unreadable")
         choice = response.choices[0]
         usage = response.usage
         return BackendAnswer(

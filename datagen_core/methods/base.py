@@ -47,6 +47,26 @@ class GenerationRequest:
     schema: dict[str, Any] | None = None
     sampling: SamplingParams | None = None
 
+    def record(self) -> dict[str, Any]:
+        """What is stored with the call beside its messages, so a resume can make the answer into its sample."""
+        return {
+            "label": self.label, "prompt": self.prompt, "parent_ids": list(self.parent_ids),
+            "shown_ids": list(self.shown_ids), "gene_split": self.gene_split.as_dict() if self.gene_split else None,
+            "details": self.details, "sample_index": self.sample_index, "items": self.items, "schema": self.schema,
+            "sampling": self.sampling.model_dump() if self.sampling else None,
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any], messages: list[dict[str, str]]) -> GenerationRequest:
+        split = record["gene_split"]
+        return cls(
+            label=record["label"], messages=messages, prompt=record["prompt"],
+            parent_ids=tuple(record["parent_ids"]), shown_ids=tuple(record["shown_ids"]),
+            gene_split=GeneSplit(**{k: tuple(v) for k, v in split.items()}) if split else None,
+            details=record["details"], sample_index=record["sample_index"], items=record["items"],
+            schema=record["schema"], sampling=SamplingParams(**record["sampling"]) if record["sampling"] else None,
+        )
+
 
 @dataclass(frozen=True)
 class MethodContext:

@@ -70,8 +70,33 @@ class RunTables(Connection):
         raise DatagenError(f"unknown run {run_id!r}")
 
     def latest_unfinished_run(self) -> RunInfo | None:
+        """The run `--resume` means: the newest unfinished one that stored something (a run that failed its
+        connection check before any answer is passed over while one with work exists)."""
         unfinished = [r for r in self.runs() if r.status in RESUMABLE_STATUSES]
-        return unfinished[-1] if unfinished else None
+        if not unfinished:
+            return None
+        worked = {row[0] for row in self.cursor().execute(
+            "SELECT DISTINCT run_id FROM samples WHERE run_id IS NOT NULL UNION "
+            "SELECT DISTINCT run_id FROM llm_calls WHERE run_id IS NOT NULL AND error IS NULL").fetchall()}
+        with_work = [r for r in unfinished if r.id in worked]
+        return (with_work or unfinished)[-1]
+
+    def counted_offspring(self, run_id: str) -> dict[str, int]:
+        """Kept offspring per label that nobody rejected in review: what a run (or its top-up) counts towards
+        its target."""
+        rows = self.cursor().execute(
+            "SELECT label, count(*) FROM samples WHERE run_id = ? AND filter_reason IS NULL AND status <> 'rejected' "
+            "GROUP BY label", [run_id]
+        ).fetchall()
+        return dict(rows)
+
+    def rejected_offspring(self, run_id: str) -> dict[str, int]:
+        """Kept offspring per label rejected in review: what a top-up asks for again."""
+        rows = self.cursor().execute(
+            "SELECT label, count(*) FROM samples WHERE run_id = ? AND filter_reason IS NULL AND status = 'rejected' "
+            "GROUP BY label", [run_id]
+        ).fetchall()
+        return dict(rows)
 
     def kept_counts(self, run_id: str) -> dict[str, int]:
         """Offspring per label that passed the engine's filters: what counts toward a run's target."""
@@ -113,9 +138,10 @@ class RunTables(Connection):
         return [(int(p[0]), int(p[1])) for (p,) in rows]
 
     def population(self, label: str, run_id: str | None) -> list[PopulationMember]:
-        """Real examples of a label plus the kept offspring of one run, oldest first."""
+        """Real examples of a label plus the kept offspring of one run, oldest first; what a user rejected in
+        review is no parent."""
         rows = self.cursor().execute(
-            "SELECT id, text, text_hash, origin FROM samples WHERE label = ? AND "
+            "SELECT id, text, text_hash, origin FROM samples WHERE label = ? AND status <> 'rejected' AND "
             "(origin = 'real' OR (run_id = ? AND filter_reason IS NULL)) ORDER BY id",
             [label, run_id],
         ).fetchall()
@@ -124,11 +150,11 @@ class RunTables(Connection):
     def run_usage(self, run_id: str) -> dict[str, float]:
         row = self.cursor().execute(
             "SELECT count(*), count(*) FILTER (WHERE cached), count(*) FILTER (WHERE error IS NOT NULL), "
-            "coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0), coalesce(sum(attempts), 0) "
-            "FROM llm_calls WHERE run_id = ?",
+            "coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0), coalesce(sum(attempts), 0), "
+            "coalesce(sum(lost_ms), 0) / 1000 FROM llm_calls WHERE run_id = ?",
             [run_id],
         ).fetchall()[0]
-        keys = ("calls", "cached_calls", "failed_calls", "prompt_tokens", "completion_tokens", "attempts")
+        keys = ("calls", "cached_calls", "failed_calls", "prompt_tokens", "completion_tokens", "attempts", "lost_s")
         usage = dict(zip(keys, row, strict=True))
         usage["retries"] = max(usage["attempts"] - usage["calls"], 0)  # extra attempts after 429s, 5xx, timeouts
         return usage
