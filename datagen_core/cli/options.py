@@ -10,23 +10,55 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from datagen_core.config import LLMConfig
+from datagen_core.config import LLMConfig, limits_from_env
 from datagen_core.errors import DatagenError
+from datagen_core.ingest import check_project_name
 from datagen_core.store import DEFAULT_HOME, Store, project_path
 
-out = Console()
-err = Console(stderr=True)
+# Markup off: labels, texts and names are the user's and may hold `[/x]`; styles are given as `style=` instead.
+out = Console(markup=False)
+err = Console(stderr=True, markup=False)
 
 Home = Annotated[Path, typer.Option("--home", envvar="DATAGEN_HOME", help="Folder holding project files.")]
 BaseUrl = Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible endpoint; default: embedded model.")]
 Model = Annotated[str | None, typer.Option("--model", help="Model name at --base-url (or DATAGEN_MODEL).")]
+FirstByteTimeout = Annotated[float | None, typer.Option(
+    "--first-byte-timeout", min=0.001, help="Seconds to wait for an answer to begin (DATAGEN_FIRST_BYTE_TIMEOUT; 120)."
+)]
+Timeout = Annotated[float | None, typer.Option(
+    "--timeout", min=0.001, help="Seconds a whole request may take (DATAGEN_TIMEOUT; 300).")]
+Retries = Annotated[int | None, typer.Option(
+    "--retries", min=0, max=20, help="Attempts after a transient fault (DATAGEN_RETRIES; 5).")]
+GiveUpAfter = Annotated[float | None, typer.Option(
+    "--give-up-after", min=0.001,
+    help="Stop the run (resumable) when the endpoint answers nothing for this many seconds (DATAGEN_GIVE_UP_AFTER; "
+         "300).")]
 
-__all__ = ["DEFAULT_HOME", "BaseUrl", "Home", "Model", "err", "llm_config", "open_project", "out", "resume_llm_config",
-           "split_list"]
+__all__ = ["DEFAULT_HOME", "BaseUrl", "Home", "Model", "err", "llm_config", "open_project", "out", "readable_home",
+           "resume_llm_config", "split_list", "writable_home"]
+
+
+def readable_home(home: Path) -> Path:
+    """`home` if it can hold projects: an existing file there is one clear line, not a confusing 'no project'."""
+    if home.exists() and not home.is_dir():
+        raise DatagenError(f"--home {home} is a file, not a folder of projects")
+    return home
+
+
+def writable_home(home: Path) -> Path:
+    """`home` if a project can be created in it (the folder itself is made only when the project is)."""
+    readable_home(home)
+    existing = next(folder for folder in (home, *home.absolute().parents) if folder.exists())
+    if not existing.is_dir():
+        raise DatagenError(f"--home {home} cannot be created: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise DatagenError(f"--home {home} is not writable ({existing} refuses new files)")
+    return home
 
 
 def open_project(home: Path, name: str) -> Store:
-    return Store.open(project_path(home, name))
+    check_project_name(name)
+    return Store.open(project_path(readable_home(home), name))
 
 
 def split_list(value: str | None) -> list[str]:
@@ -34,10 +66,12 @@ def split_list(value: str | None) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()] if value else []
 
 
-def llm_config(base_url: str | None, model: str | None, in_flight: int | None = None) -> LLMConfig:
-    """The model the flags (or DATAGEN_BASE_URL / DATAGEN_MODEL) name; none means the embedded model."""
+def llm_config(base_url: str | None, model: str | None, in_flight: int | None = None,
+               limits: dict[str, float | None] | None = None) -> LLMConfig:
+    """The model the flags (or DATAGEN_BASE_URL / DATAGEN_MODEL) name; none means the embedded model. `limits`:
+    the timeout flags (`TIMEOUT_ENV` names their variables)."""
     try:
-        return LLMConfig.from_env(base_url, model, in_flight)
+        return LLMConfig.from_env(base_url, model, in_flight, **(limits or {}))
     except ValidationError as exc:
         raise DatagenError(exc.errors()[0]["msg"]) from None
     except ValueError as exc:
@@ -45,9 +79,14 @@ def llm_config(base_url: str | None, model: str | None, in_flight: int | None = 
 
 
 def resume_llm_config(recorded: dict[str, object], base_url: str | None, model: str | None,
-                      in_flight: int | None) -> LLMConfig:
-    """A resumed run keeps the model it started with unless the user names another one."""
+                      in_flight: int | None, limits: dict[str, float | None] | None = None) -> LLMConfig:
+    """A resumed run keeps the model it started with unless the user names another one; timeouts are today's."""
     if base_url or model or os.environ.get("DATAGEN_BASE_URL"):
-        return llm_config(base_url, model, in_flight)
-    settings = {**recorded, **({"max_in_flight": in_flight} if in_flight else {})}
-    return LLMConfig.model_validate(settings)
+        return llm_config(base_url, model, in_flight, limits)
+    try:
+        chosen = {**limits_from_env(), **{key: value for key, value in (limits or {}).items() if value is not None}}
+        return LLMConfig.model_validate({**recorded, **chosen, **({"max_in_flight": in_flight} if in_flight else {})})
+    except ValidationError as exc:
+        raise DatagenError(exc.errors()[0]["msg"]) from None
+    except ValueError as exc:
+        raise DatagenError(str(exc)) from None

@@ -16,8 +16,12 @@ from rich.table import Table
 from datagen_core.cli.options import (
     DEFAULT_HOME,
     BaseUrl,
+    FirstByteTimeout,
+    GiveUpAfter,
     Home,
     Model,
+    Retries,
+    Timeout,
     err,
     llm_config,
     open_project,
@@ -28,10 +32,18 @@ from datagen_core.cli.options import (
 from datagen_core.cli.plugin_flags import fixed_parameters, options_for, plugin_flags, refresh_signature
 from datagen_core.config import RunConfig, in_run_check_names
 from datagen_core.engine.build import build_run_config
-from datagen_core.engine.runner import LabelProgress, RunObserver, run_generation, start_run
+from datagen_core.engine.runner import (
+    LabelProgress,
+    RunObserver,
+    describe_faults,
+    run_generation,
+    start_run,
+    top_up_run,
+)
 from datagen_core.errors import DatagenError
 from datagen_core.records import NewSample
 from datagen_core.registry import CHECKS, METHODS, asked_fields
+from datagen_core.store import RunInfo, Store
 
 
 class _ProgressBars(RunObserver):
@@ -70,7 +82,11 @@ def _run_check_flags() -> list[Any]:
 def run(
     name: str,
     per_label: Annotated[int | None, typer.Option("--per-label", min=1, help="Offspring per label.")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the latest unfinished run.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the latest unfinished run (or --run).")] = False,
+    top_up: Annotated[bool, typer.Option(
+        "--top-up", help="Ask again for the offspring rejected in review: same run, same lineage rules.")] = False,
+    run_id: Annotated[str | None, typer.Option(
+        "--run", help="The run to --resume or --top-up (default: the latest unfinished / the latest run).")] = None,
     labels: Annotated[str | None, typer.Option("--labels", help="Comma-separated subset of labels.")] = None,
     method: Annotated[str, typer.Option("--method", help="The generation method (see `datagen methods`).")]
     = "genetic",
@@ -86,6 +102,10 @@ def run(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Never answer from the response cache.")] = False,
     base_url: BaseUrl = None,
     model: Model = None,
+    first_byte_timeout: FirstByteTimeout = None,
+    timeout: Timeout = None,
+    retries: Retries = None,
+    give_up_after: GiveUpAfter = None,
     home: Home = DEFAULT_HOME,
     **values: Any,
 ) -> None:
@@ -93,19 +113,28 @@ def run(
 
     The method's own options and the in-run checks' options are the flags below the common ones.
     """
+    limits = {"first_byte_timeout_s": first_byte_timeout, "timeout_s": timeout, "max_retries": retries,
+              "give_up_after_s": give_up_after}
+    if resume and top_up:
+        raise DatagenError("give --resume or --top-up, not both")
+    if run_id is not None and not (resume or top_up):
+        raise DatagenError("--run names the run to --resume or --top-up")
     with open_project(home, name) as store:
-        if resume:
-            unfinished = store.latest_unfinished_run()
-            if unfinished is None:
-                raise DatagenError(f"project {name!r} has no unfinished run to resume")
+        if resume or top_up:
             if checks:
                 raise DatagenError("a resumed run keeps the checks it started with; --check applies to a new run")
-            run_id = unfinished.id
-            chosen_llm = resume_llm_config(unfinished.llm, base_url, model, in_flight)
-            out.print(f"resuming run {run_id}: {unfinished.config.per_label} per label, model {chosen_llm.model}"
-                      + _checks_note(unfinished.config), highlight=False)
+            earlier = _run_to_continue(store, name, run_id, top_up)
+            run_id = earlier.id
+            chosen_llm = resume_llm_config(earlier.llm, base_url, model, in_flight, limits)
+            if top_up:
+                asked = top_up_run(store, run_id)
+                out.print(f"topping up run {run_id}: asking again for {_counts(asked)} rejected in review, model "
+                          f"{chosen_llm.model}" + _checks_note(earlier.config), markup=False, highlight=False)
+            else:
+                out.print(f"resuming run {run_id}: {earlier.config.per_label} per label, model {chosen_llm.model}"
+                          + _checks_note(earlier.config), markup=False, highlight=False)
         else:
-            chosen_llm = llm_config(base_url, model, in_flight)
+            chosen_llm = llm_config(base_url, model, in_flight, limits)
             if per_label is None:
                 raise DatagenError("give --per-label N (or --resume)")
             if method not in METHODS:
@@ -129,30 +158,70 @@ def run(
             with Progress(*columns, console=out, transient=False) as progress:
                 summary = run_generation(store, chosen_llm, run_id, observer=_ProgressBars(progress))
         except KeyboardInterrupt:
-            err.print(f"interrupted: what landed is saved; continue with `datagen run {name} --resume`")
+            err.print(f"interrupted: what landed is saved; continue with `datagen run {name} --resume`",
+                      markup=False, highlight=False)
             raise typer.Exit(130) from None
-        usage = summary.usage
-        out.print(
-            f"run {run_id} {summary.status}: {summary.new_offspring} new offspring in {summary.seconds:.1f}s "
-            f"({summary.offspring_per_second:.2f}/s); calls {usage['calls']:.0f} "
-            f"(cached {usage['cached_calls']:.0f}, failed {usage['failed_calls']:.0f}), "
-            f"tokens {usage['prompt_tokens']:.0f} in / {usage['completion_tokens']:.0f} out"
-        )
+        out.print(f"run {run_id} {summary.status}: {summary.new_offspring} new offspring in {summary.seconds:.1f}s "
+                  f"({summary.offspring_per_second:.2f}/s); {usage_line(store, run_id)}", markup=False, highlight=False,
+                  soft_wrap=True)
+        if summary.status == "interrupted":  # only SIGTERM stops a CLI run without an error
+            err.print(f"terminated: what landed is saved; continue with `datagen run {name} --resume`",
+                      markup=False, highlight=False)
+            raise typer.Exit(143)
+
+
+def _run_to_continue(store: Store, name: str, run_id: str | None, top_up: bool) -> RunInfo:
+    if run_id is not None:
+        return store.run(run_id)
+    runs = store.runs()
+    if top_up:
+        if not runs:
+            raise DatagenError(f"project {name!r} has no run to top up")
+        return runs[-1]
+    unfinished = store.latest_unfinished_run()
+    if unfinished is None:
+        raise DatagenError(f"project {name!r} has no unfinished run to resume")
+    return unfinished
+
+
+def _counts(per_label: dict[str, int]) -> str:
+    return ", ".join(f"{n} {label}" for label, n in per_label.items())
+
+
+def usage_line(store: Store, run_id: str) -> str:
+    """Calls, retries by kind with the time they cost, and tokens: what a run spent on its endpoint."""
+    usage = store.run_usage(run_id)
+    faults = store.run_faults(run_id)
+    retries = f"retries {usage['retries']:.0f}"
+    if faults:
+        retries += f" ({describe_faults(faults)}; {usage['lost_s']:.1f} s lost)"
+    return (f"calls {usage['calls']:.0f} (cached {usage['cached_calls']:.0f}, failed {usage['failed_calls']:.0f}), "
+            f"{retries}, tokens {usage['prompt_tokens']:.0f} in / {usage['completion_tokens']:.0f} out")
 
 
 def runs(name: str, home: Home = DEFAULT_HOME) -> None:
-    """List runs with their status, counts and token usage."""
+    """List runs with their status, counts, calls and token usage; runs whose endpoint struggled get a line
+    with their retries by kind and the time lost."""
     with open_project(home, name) as store:
-        table = Table("run", "status", "method", "per label", "kept", "filtered", "calls", "tokens", "created")
+        table = Table("run", "status", "method", "kept", "rejected", "filtered", "calls", "retries", "tokens",
+                      "created")
+        notes = []
+        every_label = len(store.labels())
         for info in store.runs():
             usage = store.run_usage(info.id)
             table.add_row(
-                info.id, info.status, info.method, str(info.config.per_label),
-                str(sum(store.kept_counts(info.id).values())), str(sum(store.filtered_counts(info.id).values())),
-                f"{usage['calls']:.0f}", f"{usage['prompt_tokens'] + usage['completion_tokens']:.0f}",
-                f"{info.created_at:%Y-%m-%d %H:%M}",
+                info.id, info.status, info.method,
+                f"{sum(store.kept_counts(info.id).values())}/"
+                f"{info.config.per_label * (len(info.config.labels) or every_label)}",
+                str(sum(store.rejected_offspring(info.id).values())), str(sum(store.filtered_counts(info.id).values())),
+                f"{usage['calls']:.0f}", f"{usage['retries']:.0f}",
+                f"{usage['prompt_tokens'] + usage['completion_tokens']:.0f}", f"{info.created_at:%Y-%m-%d %H:%M}",
             )
+            if usage["retries"] or usage["failed_calls"]:
+                notes.append(f"{info.id}: {usage_line(store, info.id)}")
         out.print(table)
+        for note in notes:
+            out.print(note, markup=False, highlight=False, soft_wrap=True)
 
 
 def check(
@@ -203,9 +272,10 @@ def demo(
 
     ensure_demo_project(home)
     out.print(f"demo project {DEMO_PROJECT!r} in {home}")
-    run(DEMO_PROJECT, per_label=per_label, resume=False, labels=None, method="genetic", dedup=None, checks=None,
-        seed=None, in_flight=None, temperature=None, top_p=None, max_tokens=None, no_cache=False,
-        base_url=base_url, model=model, home=home)
+    run(DEMO_PROJECT, per_label=per_label, resume=False, top_up=False, run_id=None, labels=None, method="genetic",
+        dedup=None, checks=None, seed=None, in_flight=None, temperature=None, top_p=None, max_tokens=None,
+        no_cache=False, base_url=base_url, model=model, first_byte_timeout=None, timeout=None, retries=None,
+        give_up_after=None, home=home)
 
 
 def plugins_table(registry: Any, title: str) -> Table:

@@ -137,6 +137,19 @@ def start_run(store: Store, config: RunConfig, llm_config: LLMConfig) -> str:
     return run_id
 
 
+def top_up_run(store: Store, run_id: str) -> dict[str, int]:
+    """Prepare a run to ask again for exactly the offspring rejected in review (per label); the run's own loop
+    then counts only what nobody rejected, and rejected offspring are no parents. Returns what is asked for."""
+    run = store.run(run_id)
+    rejected = {label: n for label, n in store.rejected_offspring(run_id).items()
+                if label in (run.config.labels or [lb.name for lb in store.labels()])}
+    if not rejected:
+        raise DatagenError(f"run {run_id} has no offspring rejected in review: nothing to top up")
+    store.add_event(run_id, "info", "top_up", "asking again for " + ", ".join(
+        f"{n} {label}" for label, n in rejected.items()) + " rejected in review", {"rejected": rejected})
+    return rejected
+
+
 class Runner:
     """Executes one run against one store. Construct per run; `execute` may be awaited once."""
 
