@@ -15,7 +15,7 @@ import streamlit as st
 from datagen_core.config import LLMConfig, RunConfig, in_run_check_names
 from datagen_core.engine.build import build_run_config
 from datagen_core.engine.jobs import JobSnapshot
-from datagen_core.engine.runner import start_run
+from datagen_core.engine.runner import describe_faults, missing_offspring, start_run
 from datagen_core.methods import describe_options
 from datagen_core.registry import CHECKS, METHODS
 from datagen_core.store import RESUMABLE_STATUSES, RunInfo, SampleFilter, Store
@@ -108,7 +108,7 @@ def controls(store: Store, run: RunInfo, snap: JobSnapshot | None, llm_config: L
     active = snap is not None and snap.active
     finished = run.status in ("completed", "stopped") or (snap is not None and snap.state in ("completed", "stopped"))
     can_resume = not active and not finished and run.status in RESUMABLE_STATUSES
-    pause, resume, stop, _ = st.columns(4)
+    pause, resume, stop, top_up = st.columns(4)
     if pause.button("Pause", key="evolve_pause", disabled=not active or snap.state not in ("starting", "running")):
         if job is not None:
             job.pause()
@@ -132,6 +132,13 @@ def controls(store: Store, run: RunInfo, snap: JobSnapshot | None, llm_config: L
         if no.button("Cancel", key="evolve_stop_no"):
             st.session_state.pop(STOP_CONFIRM_KEY, None)
             st.rerun()
+    missing = sum(missing_offspring(store, run).values()) if run.status == "completed" and not active else 0
+    if missing and top_up.button(
+            f"Top up {missing}", key="evolve_top_up",
+            help=f"Ask again for the {missing} offspring rejected in review: same run, same lineage rules; "
+                 "rejected offspring are no parents.") \
+            and state.attempt(lambda: runs.top_up(store, run.id, llm_config)) is not None:
+        st.rerun()
     if can_resume and run.llm.get("model") != llm_config.model:
         st.caption(f"Resuming uses this session's model **{llm_config.model}**; the run started with "
                    f"**{run.llm.get('model')}**.")
@@ -189,11 +196,16 @@ def usage_metrics(store: Store, run: RunInfo, snap: JobSnapshot | None) -> None:
     cols[1].metric("LLM calls", int(usage["calls"]), help="Answered from the cache: "
                    f"{int(usage['cached_calls'])}")
     cols[2].metric("Failed calls", int(usage["failed_calls"]))
-    cols[3].metric("Retries", int(usage["retries"]), help="Extra attempts after 429s, 5xx and timeouts.")
+    faults = store.run_faults(run.id)
+    cols[3].metric("Retries", int(usage["retries"]), help="Extra attempts after 429s, 5xx, timeouts and dropped "
+                   "connections" + (f": {describe_faults(faults)}; {usage['lost_s']:.1f} s lost to them." if faults
+                                    else "."))
     cols[4].metric("Tokens", compact(usage["prompt_tokens"] + usage["completion_tokens"]),
                    help=f"{int(usage['prompt_tokens']):,} in (prompts), {int(usage['completion_tokens']):,} out")
     if snap is not None and snap.seconds > 0:
         cols[5].metric("Offspring / s", f"{snap.landed / snap.seconds:.2f}", help=f"{snap.seconds:.0f} s running")
+    if faults:
+        st.caption(f"Retries by kind: {describe_faults(faults)} · {usage['lost_s']:.1f} s lost to them")
 
 
 def messages(run: RunInfo, snap: JobSnapshot | None) -> None:

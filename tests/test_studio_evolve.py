@@ -277,3 +277,29 @@ def test_a_run_with_an_in_run_reflection_check_from_the_page(studio: Studio) -> 
     offspring = store.sample_page(SampleFilter(run_ids=(run.id,), include_filtered=True))
     for sample_id in offspring["id"]:
         assert len(store.sample_checks(int(sample_id))) == 1  # every offspring carries its verdict
+
+
+def test_top_up_after_review_asks_again_for_exactly_the_rejected_offspring(studio: Studio) -> None:
+    with LoopbackServer(latency_s=0.02) as server:
+        llm = LLMConfig(backend="openai", base_url=server.base_url, model="loopback")
+        at = open_evolve(studio, llm)
+        at.multiselect(key="evolve_labels").set_value(["spam"])
+        start(at, per_label=4)
+        store = studio.workspace().store(DEMO_PROJECT)
+        assert only_job(studio, store).wait(TIMEOUT)
+        at.run()
+        assert "Top up" not in " ".join(b.label for b in at.button)  # nothing rejected yet
+        (run,) = store.runs()
+        rejected = [int(i) for i in store.sample_page(SampleFilter(run_ids=(run.id,)))["id"][:2]]
+        for sample_id in rejected:
+            store.edit_sample(sample_id, status="rejected", actor="reviewer")
+        at.run()
+        asked_before = server.stats.completions
+        at.button(key="evolve_top_up").click().run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert only_job(studio, store).wait(TIMEOUT)
+        at.run()
+    assert store.run(run.id).status == "completed"
+    assert store.counted_offspring(run.id) == {"spam": 4} and store.rejected_offspring(run.id) == {"spam": 2}
+    assert server.stats.completions - asked_before == 1 + 2  # the connection check and the two asked again
+    assert "Top up" not in " ".join(b.label for b in at.button)  # the rejected ones are replaced

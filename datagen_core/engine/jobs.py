@@ -17,7 +17,7 @@ from typing import Literal
 from datagen_core.config import LLMConfig
 from datagen_core.embed import Embedder
 from datagen_core.engine.background import BackgroundJob, JobManager
-from datagen_core.engine.runner import LabelProgress, RunObserver, run_generation
+from datagen_core.engine.runner import LabelProgress, RunObserver, run_generation, top_up_run
 from datagen_core.errors import DatagenError
 from datagen_core.records import NewSample, utcnow
 from datagen_core.store import Store
@@ -81,15 +81,24 @@ class RunJob(BackgroundJob[JobState, JobSnapshot], RunObserver):
                 raise DatagenError(f"run {self.run_id} is {self._state}; start a new run instead")
             self._start_thread("starting")
 
+    def reopen(self, llm_config: LLMConfig) -> None:
+        """A completed run may go on once more (a top-up after review); `start()` then runs it."""
+        with self._lock:
+            if self._state in ACTIVE_STATES:
+                raise DatagenError(f"run {self.run_id} is still going; top it up when it has finished")
+            if self._state == "completed":
+                self._state = "paused"
+            self.llm_config = llm_config
+
     def pause(self) -> None:
-        """Let requests in flight land, ask nothing new; `start()` resumes."""
+        """Cancel what is in flight (what landed is kept), ask nothing new; `start()` resumes."""
         with self._lock:
             if self._state in ("starting", "running"):
                 self._state = "pausing"
                 self._stop.set()
 
     def halt(self) -> None:
-        """A shutdown pauses: what is in flight lands, and the run can be resumed later."""
+        """A shutdown pauses: what landed is kept, and the run can be resumed later."""
         self.pause()
 
     def stop(self) -> None:
@@ -169,6 +178,19 @@ class RunManager(JobManager[tuple[str, str], RunJob]):
         job = self._claim((str(store.path), run_id), choose)
         job.start()
         return job
+
+    def top_up(self, store: Store, run_id: str, llm_config: LLMConfig) -> dict[str, int]:
+        """Ask again, in the background, for the offspring of a run rejected in review; returns how many per
+        label."""
+        asked = top_up_run(store, run_id)
+
+        def choose(job: RunJob | None) -> RunJob:
+            job = job or RunJob(store, run_id, llm_config, self.embedder)
+            job.reopen(llm_config)
+            return job
+
+        self._claim((str(store.path), run_id), choose).start()
+        return asked
 
     def job(self, store: Store, run_id: str) -> RunJob | None:
         return self._get((str(store.path), run_id))

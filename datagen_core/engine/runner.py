@@ -137,17 +137,27 @@ def start_run(store: Store, config: RunConfig, llm_config: LLMConfig) -> str:
     return run_id
 
 
+def missing_offspring(store: Store, run: RunInfo) -> dict[str, int]:
+    """Per label of a run, how many offspring its target lacks once the ones rejected in review no longer count."""
+    counted = store.counted_offspring(run.id)
+    labels = list(run.config.labels) or [lb.name for lb in store.labels()]
+    missing = {label: run.config.per_label - counted.get(label, 0) for label in labels}
+    return {label: n for label, n in missing.items() if n > 0}
+
+
 def top_up_run(store: Store, run_id: str) -> dict[str, int]:
     """Prepare a run to ask again for exactly the offspring rejected in review (per label); the run's own loop
     then counts only what nobody rejected, and rejected offspring are no parents. Returns what is asked for."""
     run = store.run(run_id)
-    rejected = {label: n for label, n in store.rejected_offspring(run_id).items()
-                if label in (run.config.labels or [lb.name for lb in store.labels()])}
-    if not rejected:
-        raise DatagenError(f"run {run_id} has no offspring rejected in review: nothing to top up")
+    if run.status == "stopped":
+        raise DatagenError(f"run {run_id} was stopped for good; start a new run instead")
+    missing = missing_offspring(store, run)
+    if not missing:
+        raise DatagenError(f"run {run_id} has all {run.config.per_label} offspring per label that nobody rejected: "
+                           "nothing to top up")
     store.add_event(run_id, "info", "top_up", "asking again for " + ", ".join(
-        f"{n} {label}" for label, n in rejected.items()) + " rejected in review", {"rejected": rejected})
-    return rejected
+        f"{n} {label}" for label, n in missing.items()) + " rejected in review", {"missing": missing})
+    return missing
 
 
 class Runner:
