@@ -7,6 +7,7 @@ the session only and are never written to disk.
 
 from __future__ import annotations
 
+import atexit
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,6 +32,9 @@ LLM_KEY = "llm_config"
 def _workspace(home: str) -> Workspace:
     workspace = Workspace(Path(home))
     workspace.ensure_demo()
+    # Streamlit exits normally on SIGTERM or Ctrl+C: runs then stop as Pause does (what landed is kept, the
+    # run is left interrupted and resumable) instead of dying mid-batch with their daemon threads.
+    atexit.register(workspace.close)
     return workspace
 
 
