@@ -7,7 +7,7 @@ from dataclasses import asdict
 from typing import Annotated
 
 import typer
-from rich.markup import escape
+from rich.text import Text
 
 from datagen_core.cli.options import DEFAULT_HOME, Home, out
 from datagen_core.doctor import diagnose
@@ -26,7 +26,7 @@ def doctor_command(
         out.print_json(json.dumps([asdict(f) for f in report.findings]))
     else:
         for status, rest in report.lines():
-            mark = f"[{_COLOUR[status]}]{status:<4}[/]" if status else " " * 4
-            out.print(f"{mark} {escape(rest)}", soft_wrap=True)
+            mark = (f"{status:<4}", _COLOUR[status]) if status else " " * 4
+            out.print(Text.assemble(mark, f" {rest}"), soft_wrap=True)
     if report.failed:
         raise typer.Exit(1)

@@ -34,7 +34,7 @@ def heldout_load(
         added = store.add_heldout(examples, str(data))
         counts = store.heldout_counts()
     out.print(f"added {added} of {len(examples)} examples; held out: "
-              + ", ".join(f"{label} {n}" for label, n in counts.items()))
+              + ", ".join(f"{label} {n}" for label, n in counts.items()), soft_wrap=True)
 
 
 @heldout_app.command("list")
@@ -67,7 +67,8 @@ def _print_frame(title: str, frame: Any) -> None:
 
 @contextmanager
 def _progress_bar(description: str) -> Iterator[Any]:
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[note]}"),
+    with Progress(TextColumn("{task.description}", markup=False), BarColumn(),
+                  TextColumn("{task.fields[note]}", markup=False),
                   TimeElapsedColumn(), console=out, transient=True, disable=not out.is_terminal) as bar:
         task = bar.add_task(description, total=1.0, note="")
 
@@ -117,6 +118,8 @@ def eval_command(
     )
     from datagen_core.evaluation.evaluator import REAL, Evaluation, Evaluator, TextSet, comparison_table
 
+    if json_out is not None and json_out.is_dir():
+        raise DatagenError(f"--json {json_out} is a folder; name the file to write")
     mode_list = split_list(modes)
     if bad := [m for m in mode_list if m not in ("synthetic", "mixed")]:
         raise DatagenError(f"--modes takes synthetic and mixed (real is the real row), not {bad}")
@@ -178,8 +181,11 @@ def eval_command(
     out.print(f"{total} results, {cached} from the cache")
     if json_out is not None:
         everything = results + [p for pts in curves.values() for p in pts]
-        json_out.write_text(json.dumps([
-            {"key": ev.key, "kind": ev.kind, "subject": ev.subject, "params": ev.params, "result": ev.result,
-             "seconds": ev.seconds, "cached": ev.cached} for ev in everything
-        ], indent=2))
-        out.print(f"wrote {json_out}")
+        try:
+            json_out.write_text(json.dumps([
+                {"key": ev.key, "kind": ev.kind, "subject": ev.subject, "params": ev.params, "result": ev.result,
+                 "seconds": ev.seconds, "cached": ev.cached} for ev in everything
+            ], indent=2))
+        except OSError as exc:
+            raise DatagenError(f"cannot write {json_out}: {exc.strerror or exc}") from None
+        out.print(f"wrote {json_out}", soft_wrap=True)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import typer
 from pydantic import ValidationError
@@ -34,8 +36,8 @@ GiveUpAfter = Annotated[float | None, typer.Option(
     help="Stop the run (resumable) when the endpoint answers nothing for this many seconds (DATAGEN_GIVE_UP_AFTER; "
          "300).")]
 
-__all__ = ["DEFAULT_HOME", "BaseUrl", "Home", "Model", "err", "llm_config", "open_project", "out", "readable_home",
-           "resume_llm_config", "split_list", "writable_home"]
+__all__ = ["DEFAULT_HOME", "BaseUrl", "Home", "Model", "err", "llm_config", "open_project", "out", "reachable",
+           "readable_home", "resume_llm_config", "split_list", "writable_home"]
 
 
 def readable_home(home: Path) -> Path:
@@ -66,16 +68,52 @@ def split_list(value: str | None) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()] if value else []
 
 
+def _check_endpoint(base_url: str | None, model: str | None) -> None:
+    """A base URL that is no http(s) URL, or a blank model name, is refused before any request or record."""
+    url = base_url or os.environ.get("DATAGEN_BASE_URL")
+    if url:
+        try:
+            parts = urlsplit(url)
+            usable = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+        except ValueError:  # a bad port or IPv6 bracket
+            usable = False
+        if not usable:
+            raise DatagenError(f"base URL {url!r} is not an http(s) URL; give one like http://localhost:8000/v1")
+    if model is not None and not model.strip():
+        raise DatagenError("--model is empty; name the model the endpoint serves")
+
+
 def llm_config(base_url: str | None, model: str | None, in_flight: int | None = None,
                limits: dict[str, float | None] | None = None) -> LLMConfig:
     """The model the flags (or DATAGEN_BASE_URL / DATAGEN_MODEL) name; none means the embedded model. `limits`:
     the timeout flags (`TIMEOUT_ENV` names their variables)."""
+    _check_endpoint(base_url, model)
     try:
         return LLMConfig.from_env(base_url, model, in_flight, **(limits or {}))
     except ValidationError as exc:
         raise DatagenError(exc.errors()[0]["msg"]) from None
     except ValueError as exc:
         raise DatagenError(str(exc)) from None
+
+
+def reachable(config: LLMConfig) -> LLMConfig:
+    """`config` once its endpoint answered, so a run that cannot start is refused before it is recorded.
+
+    The embedded model is not started here: its server starts with the run, which reports its own failures.
+    """
+    if config.backend != "openai":
+        return config
+    from datagen_core.llm import LLM
+
+    async def check() -> None:
+        llm = LLM.from_config(config, None, use_cache=False)
+        try:
+            await llm.check()
+        finally:
+            await llm.aclose()
+
+    asyncio.run(check())
+    return config
 
 
 def resume_llm_config(recorded: dict[str, object], base_url: str | None, model: str | None,

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from pydantic import ValidationError
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from datagen_core.cli.options import DEFAULT_HOME, Home, open_project, out
+from datagen_core.cli.options import DEFAULT_HOME, Home, err, open_project, out, readable_home, writable_home
 from datagen_core.config import DEFAULT_MIN_WORDS, Label, ProjectSpec
 from datagen_core.errors import DatagenError
-from datagen_core.ingest import read_examples
-from datagen_core.store import Store, project_path
+from datagen_core.ingest import MIN_EXAMPLES_PER_LABEL, ReadProgress, check_project_name, read_examples
+from datagen_core.store import SAMPLE_STATUSES, Store, project_path
 
 labels_app = typer.Typer(no_args_is_help=True, help="Show and describe a project's labels.")
 kb_app = typer.Typer(no_args_is_help=True, help="The knowledge base that fact checks retrieve from.")
@@ -31,6 +33,44 @@ def _parse_label_descriptions(items: Sequence[str]) -> dict[str, str]:
 
 
 
+#: What `init` calls each field of the project spec in a message.
+_SPEC_FLAGS = {"name": "project name", "task": "--task", "text_kind": "--kind", "min_words": "--min-words"}
+#: At most this fraction of each label is held out: the rest are the seeds the generator breeds from.
+MAX_HOLDOUT = 0.9
+#: Files from this size on report their reading progress on stderr.
+PROGRESS_FROM_BYTES = 8 * 1024 * 1024
+
+
+@contextmanager
+def _reading_progress(path: Path) -> Iterator[ReadProgress | None]:
+    """Rows and megabytes read so far, on stderr: a bar on a terminal, a line per tenth of the file otherwise."""
+    size = path.stat().st_size if path.is_file() else 0
+    if size < PROGRESS_FROM_BYTES:
+        yield None
+        return
+    mb = 1024 * 1024
+    if err.is_terminal:
+        with Progress(TextColumn(f"reading {path.name}", markup=False), BarColumn(),
+                      TextColumn("{task.fields[note]}", markup=False), TimeElapsedColumn(),
+                      console=err, transient=True) as bar:
+            task = bar.add_task("read", total=size, note="")
+
+            def update(rows: int, done: int, total: int) -> None:
+                bar.update(task, completed=done, note=f"{done / mb:.0f}/{total / mb:.0f} MB, {rows:,} rows")
+
+            yield update
+        return
+    reported = [0]
+
+    def report(rows: int, done: int, total: int) -> None:
+        tenth = done * 10 // total
+        if tenth > reported[0]:
+            reported[0] = tenth
+            err.print(f"reading {path.name}: {done / mb:.0f} of {total / mb:.0f} MB, {rows:,} rows", soft_wrap=True)
+
+    yield report
+
+
 def init(
     name: Annotated[str, typer.Argument(help="Project name (also the file name).")],
     data: Annotated[Path, typer.Option("--data", help="Real labelled examples: CSV, JSONL or Parquet.")],
@@ -39,9 +79,9 @@ def init(
     label_col: Annotated[str, typer.Option("--label-col")] = "label",
     kind: Annotated[str, typer.Option("--kind", help="What one sample is, e.g. 'SMS message'.")] = "text",
     label_desc: Annotated[list[str] | None, typer.Option("--label-desc", help="LABEL=description, repeatable.")] = None,
-    holdout: Annotated[float, typer.Option("--holdout", min=0.0, max=0.9, help="Fraction of each label kept apart "
+    holdout: Annotated[float, typer.Option("--holdout", help=f"Fraction of each label (0-{MAX_HOLDOUT}) kept apart "
                                            "as held-out test data the generator never sees.")] = 0.0,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the held-out split.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the held-out split.")] = 0,
     min_words: Annotated[int, typer.Option("--min-words", help="Generated texts with fewer words are filtered "
                                            "(too_short); 1 also accepts one-word texts.")] = DEFAULT_MIN_WORDS,
     home: Home = DEFAULT_HOME,
@@ -49,34 +89,49 @@ def init(
     """Create a project from real labelled examples (optionally holding some out for downstream evaluation)."""
     from datagen_core.ingest import split_heldout
 
+    check_project_name(name)
+    if not task.strip():
+        raise DatagenError("--task is empty: describe the task (e.g. 'SMS spam detection'); every prompt names it")
     try:
-        spec = ProjectSpec(name=name, task=task, text_kind=kind, min_words=min_words)
+        spec = ProjectSpec(name=name, task=task.strip(), text_kind=kind.strip() or "text", min_words=min_words)
     except ValidationError as exc:
-        raise DatagenError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
-    examples = read_examples(data, text_col, label_col)
+        error = exc.errors()[0]
+        field = _SPEC_FLAGS.get(str(error["loc"][0]) if error["loc"] else "", "project")
+        raise DatagenError(f"{field}: {error['msg'].removeprefix('Value error, ')}") from None
+    if not 0.0 <= holdout <= MAX_HOLDOUT:
+        raise DatagenError(f"--holdout must be from 0 to {MAX_HOLDOUT}, not {holdout}: each label keeps at least a "
+                           f"tenth of its examples (and at least {MIN_EXAMPLES_PER_LABEL}) as the generator's seeds")
     descriptions = _parse_label_descriptions(label_desc or [])
-    names = list(dict.fromkeys(examples["label"]))
+    path = project_path(writable_home(home), name)
+    if path.exists():
+        raise DatagenError(f"project {name!r} already exists at {path}")
+    with _reading_progress(data) as progress:
+        examples = read_examples(data, text_col, label_col, progress)
+    names = [str(n) for n in examples["label"].unique()]
     unknown = sorted(set(descriptions) - set(names))
     if unknown:
         raise DatagenError(f"--label-desc names unknown label(s) {unknown}; the data has {names}")
     labels = [Label(name=n, description=descriptions.get(n, "")) for n in names]
     examples, heldout = split_heldout(examples, holdout, seed)
-    with Store.create(project_path(home, name), spec, labels, examples, str(data), heldout=heldout) as store:
+    if progress is not None:
+        err.print(f"writing {len(examples) + len(heldout):,} examples to {path}", soft_wrap=True)
+    with Store.create(path, spec, labels, examples, str(data), heldout=heldout) as store:
         held = store.heldout_counts()
     counts = examples["label"].value_counts()
-    out.print(f"created project [bold]{name}[/] with {len(examples)} examples: "
-              + ", ".join(f"{lb} {counts.get(lb, 0)}" for lb in names))
+    out.print(f"created project {name} with {len(examples)} examples: "
+              + ", ".join(f"{lb} {counts.get(lb, 0)}" for lb in names), soft_wrap=True)
     if held:
-        out.print(f"held out {sum(held.values())} for evaluation: " + ", ".join(f"{lb} {n}" for lb, n in held.items()))
+        out.print(f"held out {sum(held.values())} for evaluation: " + ", ".join(f"{lb} {n}" for lb, n in held.items()),
+                  soft_wrap=True)
 
 
 def projects(home: Home = DEFAULT_HOME) -> None:
     """List the projects in the home folder."""
-    files = sorted(home.glob("*.duckdb")) if home.exists() else []
+    files = sorted(readable_home(home).glob("*.duckdb")) if home.exists() else []
     if not files:
-        out.print(f"no projects in {home}")
+        out.print(f"no projects in {home}", soft_wrap=True)
     for file in files:
-        out.print(file.stem)
+        out.print(file.stem, soft_wrap=True)
 
 
 @labels_app.command("list")
@@ -95,7 +150,7 @@ def labels_describe(name: str, label: str, description: str, home: Home = DEFAUL
     """Set the description a label's prompts use ('it must be about ...')."""
     with open_project(home, name) as store:
         store.set_label_description(label, description)
-    out.print(f"{label}: {description}")
+    out.print(f"{label}: {description}", soft_wrap=True)
 
 
 
@@ -113,14 +168,22 @@ def export(
 
     if fmt not in ("jsonl", "csv", "parquet"):
         raise DatagenError(f"--format must be jsonl, csv or parquet, not {fmt!r}")
+    if status is not None and status not in SAMPLE_STATUSES:
+        raise DatagenError(f"--status must be one of {', '.join(SAMPLE_STATUSES)}, not {status!r}")
+    target = output or Path(f"{name}.{fmt}")
+    if target.is_dir():
+        raise DatagenError(f"--out {target} is a folder; name the file to write, e.g. {target / f'{name}.{fmt}'}")
+    if target.suffix.lower() == ".duckdb":
+        raise DatagenError(f"--out {target} would be taken for a project file; pick a name ending in .{fmt}")
     with open_project(home, name) as store:
         if run_id is not None:
             store.run(run_id)
         frame = export_frame(store, run_id=run_id, status=status, include_filtered=include_filtered)
-    target = output or Path(f"{name}.{fmt}")
-    write_export(frame, target, fmt)  # type: ignore[arg-type]
-    out.print(f"wrote {len(frame)} samples to {target}")
-
+    try:
+        write_export(frame, target, fmt)  # type: ignore[arg-type]
+    except OSError as exc:
+        raise DatagenError(f"cannot write {target}: {exc.strerror or exc}") from None
+    out.print(f"wrote {len(frame)} samples to {target}", soft_wrap=True)
 
 
 @kb_app.command("load")
@@ -137,5 +200,5 @@ def kb_load(
 
     with open_project(home, name) as store:
         added = load_knowledge(store, Embedder(), data, text_col=text_col, title_col=title_col)
-        out.print(f"added {added} passages; the knowledge base holds {store.kb_count()}")
+        out.print(f"added {added} passages; the knowledge base holds {store.kb_count()}", soft_wrap=True)
 

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from pydantic import ValidationError
+from rich.text import Text
 
 from datagen_core.cli.options import DEFAULT_HOME, BaseUrl, Home, Model, llm_config, open_project, out, split_list
 from datagen_core.config import Gene
@@ -34,11 +35,13 @@ def _print_genes(store: Store, all_versions: bool) -> None:
         out.print("no genes yet: `datagen genes propose` or `datagen genes set`")
         return
     for gene_set in sets if all_versions else sets[-1:]:
-        out.print(f"[bold]version {gene_set.version}[/] ({gene_set.source}) {gene_set.note}")
+        out.print(Text.assemble((f"version {gene_set.version}", "bold"), f" ({gene_set.source}) {gene_set.note}"),
+                  soft_wrap=True)
         for gene in gene_set.genes:
-            out.print(f"  - {gene.name}: {gene.description}" if gene.description else f"  - {gene.name}")
+            out.print(f"  - {gene.name}: {gene.description}" if gene.description else f"  - {gene.name}",
+                      soft_wrap=True)
         for constraint in gene_set.constraints:
-            out.print(f"  constraint: {constraint}")
+            out.print(f"  constraint: {constraint}", soft_wrap=True)
 
 
 @genes_app.command("list")
@@ -113,9 +116,10 @@ def _print_values(store: Store, kind: str, all_versions: bool) -> None:
         out.print(f"no {kind} yet: `datagen {kind} propose` or `datagen {kind} set`")
         return
     for value_set in sets if all_versions else sets[-1:]:
-        out.print(f"[bold]version {value_set.version}[/] ({value_set.source}) {value_set.note}", highlight=False)
+        out.print(Text.assemble((f"version {value_set.version}", "bold"), f" ({value_set.source}) {value_set.note}"),
+                  highlight=False, soft_wrap=True)
         for key, values in value_set.items.items():
-            out.print(f"  - {key}: " + "; ".join(values), highlight=False, markup=False)
+            out.print(f"  - {key}: " + "; ".join(values), highlight=False, soft_wrap=True)
 
 
 @topics_app.command("list")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import glob
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Self
@@ -21,42 +23,91 @@ def allocate_ids(cur: duckdb.DuckDBPyConnection, n: int) -> list[int]:
     return [r[0] for r in cur.execute("SELECT nextval('sample_ids') FROM range(?)", [n]).fetchall()]
 
 
+#: Rows turned into Python objects (ids, hashes) and handed to DuckDB at a time, so a large import stays small.
+INSERT_BATCH = 100_000
+
+
 def insert_real(cur: duckdb.DuckDBPyConnection, examples: pd.DataFrame) -> None:
     """Import (text, label) rows as accepted real samples, inside the caller's transaction."""
     now = utcnow()
-    frame = pd.DataFrame(
-        {
-            "id": allocate_ids(cur, len(examples)),
-            "label": examples["label"].astype(str).to_numpy(),
-            "text": examples["text"].astype(str).to_numpy(),
-        }
-    )
-    frame["text_hash"] = [text_hash(t) for t in frame["text"]]
-    frame["created_at"] = now
-    cur.register("incoming_real", frame)
-    cur.execute(
-        "INSERT INTO samples (id, label, text, text_hash, origin, status, created_at) "
-        "SELECT id, label, text, text_hash, 'real', 'accepted', created_at FROM incoming_real"
-    )
-    cur.unregister("incoming_real")
+    for start in range(0, len(examples), INSERT_BATCH):
+        batch = examples.iloc[start:start + INSERT_BATCH]
+        frame = pd.DataFrame(
+            {
+                "id": allocate_ids(cur, len(batch)),
+                "label": batch["label"].astype(str).to_numpy(),
+                "text": batch["text"].astype(str).to_numpy(),
+            }
+        )
+        frame["text_hash"] = [text_hash(t) for t in frame["text"]]
+        frame["created_at"] = now
+        cur.register("incoming_real", frame)
+        cur.execute(
+            "INSERT INTO samples (id, label, text, text_hash, origin, status, created_at) "
+            "SELECT id, label, text, text_hash, 'real', 'accepted', created_at FROM incoming_real"
+        )
+        cur.unregister("incoming_real")
 
 
 def insert_heldout(cur: duckdb.DuckDBPyConnection, examples: pd.DataFrame, source: str) -> int:
     """Add (text, label) rows to the held-out set inside the caller's transaction; returns how many were new."""
-    frame = pd.DataFrame({"text": examples["text"].astype(str).to_numpy(),
-                          "label": examples["label"].astype(str).to_numpy()})
-    frame["text_hash"] = [text_hash(t) for t in frame["text"]]
-    frame["source"] = source
-    frame["created_at"] = utcnow()
-    cur.register("incoming_heldout", frame)
-    # A text that is a seed or already held out is skipped: a test text the generator saw would flatter F1.
-    added = cur.execute(
-        "INSERT INTO heldout SELECT * FROM (SELECT DISTINCT ON (text_hash) * FROM incoming_heldout) fresh "
-        "WHERE text_hash NOT IN (SELECT text_hash FROM samples WHERE origin = 'real') "
-        "AND text_hash NOT IN (SELECT text_hash FROM heldout)"
-    ).fetchall()[0][0]
-    cur.unregister("incoming_heldout")
+    added = 0
+    for start in range(0, len(examples), INSERT_BATCH):
+        batch = examples.iloc[start:start + INSERT_BATCH]
+        frame = pd.DataFrame({"text": batch["text"].astype(str).to_numpy(),
+                              "label": batch["label"].astype(str).to_numpy()})
+        frame["text_hash"] = [text_hash(t) for t in frame["text"]]
+        frame["source"] = source
+        frame["created_at"] = utcnow()
+        cur.register("incoming_heldout", frame)
+        # A text that is a seed or already held out (earlier batches included) is skipped: a test text the
+        # generator saw would flatter F1.
+        added += cur.execute(
+            "INSERT INTO heldout SELECT * FROM (SELECT DISTINCT ON (text_hash) * FROM incoming_heldout) fresh "
+            "WHERE text_hash NOT IN (SELECT text_hash FROM samples WHERE origin = 'real') "
+            "AND text_hash NOT IN (SELECT text_hash FROM heldout)"
+        ).fetchall()[0][0]
+        cur.unregister("incoming_heldout")
     return int(added)
+
+
+#: Between a project file's name and the id of the process building it: `.NAME.duckdb.partial-PID`.
+PARTIAL_MARK = ".partial-"
+
+
+def partial_path(path: Path) -> Path:
+    """Where this process builds project file `path` before giving it its name (hidden, never `*.duckdb`)."""
+    return path.with_name(f".{path.name}{PARTIAL_MARK}{os.getpid()}")
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_stale_partials(path: Path) -> None:
+    """Delete what killed creations of `path` left behind (their process is gone), so they never take space."""
+    for partial in path.parent.glob(f".{glob.escape(path.name)}{PARTIAL_MARK}*"):
+        pid = partial.name.rsplit(PARTIAL_MARK, 1)[1].removesuffix(".wal")
+        if pid.isdigit() and not _process_alive(int(pid)):
+            partial.unlink(missing_ok=True)
+
+
+def _publish(partial: Path, path: Path, name: str) -> None:
+    """Give the complete file its name in one step; a project created meanwhile under that name is not replaced."""
+    try:
+        os.link(partial, path)
+    except FileExistsError:
+        raise DatagenError(f"project {name!r} already exists at {path}") from None
+    except OSError:  # a file system without hard links: a rename is as atomic, only not exclusive
+        os.replace(partial, path)
+        return
+    partial.unlink()
 
 
 class ProjectTables(Connection):
@@ -72,12 +123,19 @@ class ProjectTables(Connection):
     ) -> Self:
         """Create the file and import everything in one transaction; on any failure no file is left.
 
+        The file is built under a hidden temporary name in the same folder and renamed when complete, so a
+        creation killed half-way (SIGKILL, power loss) leaves no half project that blocks or breaks the name.
         `heldout` rows (text, label) are kept apart from the seeds for downstream evaluation.
         """
         if path.exists():
             raise DatagenError(f"project {spec.name!r} already exists at {path}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        store = cls(path, cls._connect(path))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DatagenError(f"cannot create the project folder {path.parent}: {exc.strerror or exc}") from None
+        remove_stale_partials(path)
+        partial = partial_path(path)
+        store = cls(partial, cls._connect(partial))
         try:
             with store.transaction() as cur:
                 for migration in schema.MIGRATIONS:
@@ -94,12 +152,15 @@ class ProjectTables(Connection):
                 insert_real(cur, examples)
                 if heldout is not None and len(heldout):
                     insert_heldout(cur, heldout, source_file or "init")
+            store.cursor().execute("CHECKPOINT")  # everything in the file itself: the WAL is not renamed with it
+            store.close()
+            _publish(partial, path, spec.name)
         except BaseException:
             store.close()
-            for leftover in (path, Path(f"{path}.wal")):
+            for leftover in (partial, Path(f"{partial}.wal")):
                 leftover.unlink(missing_ok=True)
             raise
-        return store
+        return cls.open(path)
 
     def project(self) -> ProjectInfo:
         rows = self.cursor().execute(
