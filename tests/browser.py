@@ -35,6 +35,15 @@ def free_port() -> int:
 @contextmanager
 def studio_server(home: Path, env: dict[str, str], log: Path, timeout_s: float = 120.0) -> Iterator[str]:
     """`streamlit run app.py` on 127.0.0.1; yields its URL once /_stcore/health answers."""
+    with studio_process(home, env, log, timeout_s) as (url, _):
+        yield url
+
+
+@contextmanager
+def studio_process(
+    home: Path, env: dict[str, str], log: Path, timeout_s: float = 120.0
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """The studio's URL and process (for tests that signal it); stopped with SIGTERM at the end."""
     port = free_port()
     command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.address", "127.0.0.1",
                "--server.port", str(port), "--server.headless", "true"]
@@ -56,7 +65,7 @@ def studio_server(home: Path, env: dict[str, str], log: Path, timeout_s: float =
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"the studio did not start in {timeout_s:.0f} s:\n{log.read_text()[-3000:]}")
                 time.sleep(0.3)
-            yield url
+            yield url, proc
         finally:
             proc.terminate()
             try:

@@ -493,7 +493,7 @@ class Runner:
             self._last_answer = time.monotonic()
             while True:
                 if self.stop.is_set() and tasks:
-                    await self._cancel(tasks)  # stopping never waits for answers still being generated
+                    landed += await self._cancel(tasks)  # stopping never waits for answers being generated
                 self._schedule(tasks)
                 if flushing is None and self.llm.has_pending_calls():
                     flushing = asyncio.create_task(asyncio.to_thread(self._flush_calls))
@@ -538,13 +538,19 @@ class Runner:
             self.store.run_usage(self.run.id),
         )
 
-    async def _cancel(self, tasks: dict[asyncio.Task[_Landed], GenerationRequest]) -> None:
-        """Cancel requests still waiting for an answer; what already landed is kept."""
+    async def _cancel(self, tasks: dict[asyncio.Task[_Landed], GenerationRequest]) -> list[_Landed]:
+        """Cancel requests still waiting for an answer; returns the ones that landed meanwhile, to be kept. (An
+        answer that lands as its request is cancelled is stored with its call and made into its sample on resume.)"""
+        landed = []
         for task, request in tasks.items():
+            if task.done() and not task.cancelled() and task.exception() is None:
+                landed.append(task.result())
+                continue
             task.cancel()
             self.progress[request.label].in_flight -= request.items
         await asyncio.gather(*tasks, return_exceptions=True)
         tasks.clear()
+        return landed
 
 
 def run_generation(
