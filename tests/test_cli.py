@@ -11,6 +11,8 @@ import pandas as pd
 import pytest
 
 from datagen_core.cli.app import main
+from datagen_core.config import LLMConfig, RunConfig, SamplingParams
+from datagen_core.engine.runner import start_run
 from datagen_core.store import Store
 
 from .conftest import make_project, shared_csv
@@ -102,6 +104,10 @@ def test_unknown_project_bad_names_and_unreachable_endpoint(home: Path, capsys: 
     code, _, err = run_cli(capsys, home, "run", "trec", "--per-label", "2", "--base-url",
                            "http://127.0.0.1:9/v1", "--model", "m")
     assert code == 1 and "cannot reach the LLM endpoint" in err and err.count("\n") == 1
+    with Store.open(home / "trec.duckdb") as store:
+        assert store.runs() == []  # refused before it was recorded
+        start_run(store, RunConfig(per_label=2, seed=0, sampling=SamplingParams()),
+                  LLMConfig.from_env("http://127.0.0.1:9/v1", "m"))
     code, _, err = run_cli(capsys, home, "run", "trec", "--resume")  # resumes with the recorded endpoint
     assert code == 1 and "cannot reach the LLM endpoint http://127.0.0.1:9/v1" in err
     code, _, err = run_cli(capsys, home, "run", "trec", "--per-label", "2", "--labels", "NOPE")

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from datagen_core.cli.options import (
     DEFAULT_HOME,
@@ -26,6 +27,7 @@ from datagen_core.cli.options import (
     llm_config,
     open_project,
     out,
+    reachable,
     resume_llm_config,
     split_list,
 )
@@ -64,7 +66,7 @@ class _ProgressBars(RunObserver):
 
     def on_message(self, level: str, message: str) -> None:
         if level != "info":
-            self.progress.console.print(f"[yellow]{level}[/]: {message}")
+            self.progress.console.print(Text.assemble((level, "yellow"), f": {message}"), soft_wrap=True)
 
 
 def _checks_note(config: RunConfig) -> str:
@@ -125,7 +127,7 @@ def run(
                 raise DatagenError("a resumed run keeps the checks it started with; --check applies to a new run")
             earlier = _run_to_continue(store, name, run_id, top_up)
             run_id = earlier.id
-            chosen_llm = resume_llm_config(earlier.llm, base_url, model, in_flight, limits)
+            chosen_llm = reachable(resume_llm_config(earlier.llm, base_url, model, in_flight, limits))
             if top_up:
                 asked = top_up_run(store, run_id)
                 out.print(f"topping up run {run_id}: asking again for {_counts(asked)} rejected in review, model "
@@ -149,11 +151,11 @@ def run(
                 dedup_distance=dedup, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
                 use_cache=not no_cache,
             )
-            run_id = start_run(store, config, chosen_llm)
+            run_id = start_run(store, config, reachable(chosen_llm))  # an unreachable endpoint records no run
             out.print(f"run {run_id}: {config.method}, {per_label} per label, model {chosen_llm.model}, "
                       f"seed {config.seed}" + _checks_note(config), highlight=False)
-        columns = (TextColumn("{task.description:>12}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn(), TextColumn("{task.fields[extra]}"))
+        columns = (TextColumn("{task.description:>12}", markup=False), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), TextColumn("{task.fields[extra]}", markup=False))
         try:
             with Progress(*columns, console=out, transient=False) as progress:
                 summary = run_generation(store, chosen_llm, run_id, observer=_ProgressBars(progress))
