@@ -19,6 +19,7 @@ from datagen_core.embed import Embedder
 from datagen_core.engine.jobs import RunManager
 from datagen_core.errors import DatagenError
 from datagen_core.evaluation.jobs import EvaluationJobs
+from datagen_core.ingest import check_project_name
 from datagen_core.store import Store, project_path
 
 
@@ -34,7 +35,8 @@ class Workspace:
         self._lock = threading.Lock()
 
     def projects(self) -> list[str]:
-        return sorted(p.stem for p in self.home.glob("*.duckdb")) if self.home.exists() else []
+        """The complete projects: a file being created (or left by a killed creation) is hidden until renamed."""
+        return sorted(p.stem for p in self.home.glob("*.duckdb")) if self.home.is_dir() else []
 
     def store(self, name: str) -> Store:
         """The open store of project `name` (opened on first use)."""
@@ -53,6 +55,8 @@ class Workspace:
         source: str | None,
         heldout: pd.DataFrame | None = None,
     ) -> Store:
+        """Create project `spec.name` and keep it open; the file appears complete or not at all (`Store.create`)."""
+        check_project_name(spec.name)
         with self._lock:
             if spec.name in self._stores or project_path(self.home, spec.name).exists():
                 raise DatagenError(f"project {spec.name!r} already exists; open it or pick another name")
