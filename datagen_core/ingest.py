@@ -97,11 +97,25 @@ def _read_chunks(handle: IO[bytes], fmt: str, columns: tuple[str, str]) -> Itera
         yield pd.read_json(handle, dtype=False, encoding="utf-8")
 
 
+def _refuse_surplus_fields(frame: pd.DataFrame, fmt: str, path: Path) -> pd.DataFrame:
+    """pandas silently makes the surplus leading fields of rows longer than the header their index, which shifts
+    every text into the wrong column: such rows are texts holding an unquoted separator."""
+    if fmt in ("csv", "tsv") and not isinstance(frame.index, pd.RangeIndex):
+        raise DatagenError(f"{path}: rows have more fields than the header; quote texts that contain the separator")
+    return frame
+
+
+def _shown(columns: list[str]) -> str:
+    """The file's columns for a message, cut short: a binary 'header' must not flood the line."""
+    text = repr(columns)
+    return text if len(text) <= 200 else text[:200] + "…"
+
+
 def _read_raw(source: Path | IO[bytes], name: str) -> pd.DataFrame:
     path = Path(name)
     fmt = _format(path)
     with _parse_errors(path, fmt):
-        return _read_whole(source, fmt)
+        return _refuse_surplus_fields(_read_whole(source, fmt), fmt, path)
 
 
 def read_examples(path: Path, text_col: str = "text", label_col: str = "label",
@@ -121,7 +135,7 @@ def read_examples(path: Path, text_col: str = "text", label_col: str = "label",
     rows = 0
     with _parse_errors(path, fmt), path.open("rb") as handle:
         for chunk in _read_chunks(handle, fmt, (text_col, label_col)):
-            cleaner.add(chunk)
+            cleaner.add(_refuse_surplus_fields(chunk, fmt, path))
             rows += len(chunk)
             if progress is not None:
                 progress(rows, handle.tell(), size)
@@ -169,7 +183,7 @@ class _Cleaner:
         missing = [c for c in (self.text_col, self.label_col) if c not in columns]
         if missing:
             raise DatagenError(f"{self.source}: missing column(s) {', '.join(map(repr, missing))}; "
-                               f"the file has {columns}")
+                               f"the file has {_shown(columns)}")
         raw = raw.set_axis(columns, axis=1)
         for column in (self.text_col, self.label_col):
             _refuse_non_scalar(raw[column], column, self.source)

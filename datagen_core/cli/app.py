@@ -71,7 +71,7 @@ def _fail(message: str) -> NoReturn:
 
 def _usage_message(exc: BaseException) -> str:
     """Click's message for a usage error, with the command whose --help explains it."""
-    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    message = (exc.format_message() if hasattr(exc, "format_message") else str(exc)).rstrip(".")
     ctx = getattr(exc, "ctx", None)
     command = getattr(ctx, "command_path", "") if ctx is not None else ""
     return f"{message} (see `{command} --help`)" if command else message

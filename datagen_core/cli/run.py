@@ -100,7 +100,7 @@ def run(
     in_flight: Annotated[int | None, typer.Option("--in-flight", min=1, help="Concurrent LLM requests.")] = None,
     temperature: Annotated[float | None, typer.Option("--temperature")] = None,
     top_p: Annotated[float | None, typer.Option("--top-p")] = None,
-    max_tokens: Annotated[int | None, typer.Option("--max-tokens")] = None,
+    max_tokens: Annotated[int | None, typer.Option("--max-tokens", min=1)] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Never answer from the response cache.")] = False,
     base_url: BaseUrl = None,
     model: Model = None,
