@@ -9,8 +9,18 @@ from __future__ import annotations
 import os
 import re
 from typing import Any, Literal
+from urllib.parse import unquote, urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, SerializeAsAny, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    SerializeAsAny,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from datagen_core.registry import CHECKS, METHODS, Options
 
@@ -109,6 +119,30 @@ class SamplingParams(Frozen):
 EMBEDDED_SAMPLING = SamplingParams(temperature=0.8, top_p=0.95, max_tokens=90, repeat_penalty=1.1)
 
 
+#: What stands for a credential taken out of a URL.
+REDACTED = "***"
+#: Query parameters whose value is a credential (api_key, key, token, access_token, secret, password, sig, ...).
+_SECRET_PARAM = re.compile(r"key|token|secret|pass|pwd|auth|sig|credential", re.IGNORECASE)
+
+
+def redact_url(url: str) -> str:
+    """`url` with the credentials written into it replaced by ***: the password (or a lone user name, often a
+    token) of its user-info and the values of secret-looking query parameters. For what is stored or shown."""
+    scheme_less = "://" not in url
+    try:
+        parts = urlsplit("//" + url if scheme_less else url)
+    except ValueError:  # not a URL that can be taken apart: show none of it
+        return REDACTED
+    userinfo, at, host = parts.netloc.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    netloc = (f"{user}:{REDACTED}@{host}" if colon else f"{REDACTED}@{host}") if at else parts.netloc
+    params = (param.partition("=") for param in parts.query.split("&"))
+    query = "&".join(f"{name}={REDACTED if value and _SECRET_PARAM.search(unquote(name)) else value}" if eq else name
+                     for name, eq, value in params)
+    redacted = urlunsplit(parts._replace(netloc=netloc, query=query))
+    return redacted.removeprefix("//") if scheme_less else redacted
+
+
 class LLMConfig(Frozen):
     """Which model answers. The API key is read from the environment and never stored."""
 
@@ -128,6 +162,11 @@ class LLMConfig(Frozen):
     max_in_flight: int = Field(default=16, ge=1, le=4096)
     #: A run stops (resumable) when the endpoint has answered nothing for this long while requests were waiting.
     give_up_after_s: float = Field(default=300.0, gt=0, le=86400)
+
+    @field_serializer("base_url")
+    def _redacted_url(self, url: str | None) -> str | None:
+        """A stored run or a display never carries a key written into the URL; requests read the field itself."""
+        return redact_url(url) if url else url
 
     @model_validator(mode="after")
     def _openai_needs_url(self) -> LLMConfig:

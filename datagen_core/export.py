@@ -1,4 +1,4 @@
-"""Writing generated samples with their lineage to JSONL, CSV or Parquet."""
+"""Writing generated samples with their lineage to JSONL, CSV or Parquet, and the dataset card that describes them."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from typing import Literal
 
 import pandas as pd
 
+from datagen_core.config import redact_url
 from datagen_core.errors import DatagenError
+from datagen_core.markdown import md
 from datagen_core.methods import describe_options
 from datagen_core.records import utcnow
 from datagen_core.registry import METHODS
@@ -17,6 +19,11 @@ from datagen_core.store import Store
 
 ExportFormat = Literal["jsonl", "csv", "parquet"]
 _JSON_COLUMNS = ("gene_split", "sampling", "details")
+#: A spreadsheet runs a cell that starts with one of these as a formula (OWASP's "CSV injection"): in a CSV such a
+#: cell gets a leading single quote, which spreadsheets show as text. JSONL and Parquet keep every value exact.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+CSV_NOTE = ("In the CSV, a cell that begins with =, +, -, @, a tab or a carriage return has a single quote (') "
+            "put before it, so that no spreadsheet runs it as a formula; JSONL and Parquet hold every value exactly.")
 
 
 def export_frame(
@@ -45,8 +52,18 @@ def export_bytes(frame: pd.DataFrame, fmt: ExportFormat) -> bytes:
         flat = frame.copy()
         for column in (*_JSON_COLUMNS, "parent_ids"):
             flat[column] = [json.dumps(v) if v is not None else "" for v in flat[column]]
-        return flat.to_csv(index=False).encode("utf-8")
+        for column in flat.columns:
+            if flat[column].dtype == object or pd.api.types.is_string_dtype(flat[column]):
+                flat[column] = [neutralise(v) for v in flat[column]]
+        # RFC 4180's CRLF: the csv writer then quotes every cell holding a CR or an LF, so a lone CR in a text
+        # cannot end a row early.
+        return flat.to_csv(index=False, lineterminator="\r\n").encode("utf-8")
     raise DatagenError(f"unknown export format {fmt!r}; use jsonl, csv or parquet")
+
+
+def neutralise(value: object) -> object:
+    """A CSV cell a spreadsheet shows as written instead of running it as a formula."""
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
 
 
 def write_export(frame: pd.DataFrame, path: Path, fmt: ExportFormat) -> None:
@@ -56,18 +73,21 @@ def write_export(frame: pd.DataFrame, path: Path, fmt: ExportFormat) -> None:
 
 
 def dataset_card(store: Store, frame: pd.DataFrame, run_id: str | None = None) -> str:
-    """A markdown card describing an export: task, model, genes, counts and the parameters of its runs."""
+    """A markdown card describing an export: task, model, genes, counts and the parameters of its runs.
+
+    Every string a user or a model supplied is escaped (`md`), so the card renders it as written: no image, link or
+    HTML from a label name or a gene runs where the card is shown. Credentials in an endpoint's URL are redacted."""
     project = store.project()
     runs = [store.run(run_id)] if run_id else [r for r in store.runs() if r.id in set(frame["run_id"].dropna())]
     real = store.real_counts()
     lines = [
-        f"# Dataset card: {project.name}",
+        f"# Dataset card: {md(project.name)}",
         "",
-        f"Synthetic {project.text_kind} samples for **{project.task}**, generated with Genetic Prompt Studio.",
+        f"Synthetic {md(project.text_kind)} samples for **{md(project.task)}**, generated with Genetic Prompt Studio.",
         "",
         "## Contents",
         "",
-        f"{len(frame)} samples exported on {utcnow():%Y-%m-%d %H:%M} UTC.",
+        f"{len(frame)} samples exported on {utcnow():%Y-%m-%d %H:%M} UTC. {CSV_NOTE}",
         "",
         "| label | samples | accepted | pending | rejected | real seeds |",
         "|---|---|---|---|---|---|",
@@ -75,23 +95,24 @@ def dataset_card(store: Store, frame: pd.DataFrame, run_id: str | None = None) -
     for label in store.labels():
         rows = frame[frame["label"] == label.name]
         counts = rows["status"].value_counts()
-        lines.append(f"| {label.name} | {len(rows)} | {counts.get('accepted', 0)} | {counts.get('pending', 0)} "
+        lines.append(f"| {md(label.name)} | {len(rows)} | {counts.get('accepted', 0)} | {counts.get('pending', 0)} "
                      f"| {counts.get('rejected', 0)} | {real.get(label.name, 0)} |")
     described = [lb for lb in store.labels() if lb.description]
     if described:
-        lines += ["", "## Labels", ""] + [f"- **{lb.name}**: {lb.description}" for lb in described]
+        lines += ["", "## Labels", ""] + [f"- **{md(lb.name)}**: {md(lb.description)}" for lb in described]
     for run in runs:
         config = run.config
         usage = store.run_usage(run.id)
         lines += [
             "", f"## Run {run.id}", "",
             f"- method: {config.method}; status: {run.status}; started {run.created_at:%Y-%m-%d %H:%M} UTC",
-            f"- model: {run.llm.get('model')} ({run.llm.get('backend')}"
-            + (f", {run.llm['base_url']}" if run.llm.get("base_url") else "") + ")",
-            f"- target per label: {config.per_label}; labels: {', '.join(config.labels) or 'all'}; seed {config.seed}",
+            f"- model: {md(run.llm.get('model'))} ({run.llm.get('backend')}"
+            + (f", {md(redact_url(run.llm['base_url']))}" if run.llm.get("base_url") else "") + ")",
+            f"- target per label: {config.per_label}; labels: {md(', '.join(config.labels)) or 'all'}; "
+            f"seed {config.seed}",
             f"- sampling: temperature {config.sampling.temperature}, top-p {config.sampling.top_p}, "
             f"max tokens {config.sampling.max_tokens}",
-            f"- {METHODS.title(config.method)}: {describe_options(config) or 'no options'}",
+            f"- {METHODS.title(config.method)}: {md(describe_options(config)) or 'no options'}",
             f"- LLM calls {usage['calls']:.0f} (cached {usage['cached_calls']:.0f}, "
             f"failed {usage['failed_calls']:.0f}); tokens {usage['prompt_tokens']:.0f} in / "
             f"{usage['completion_tokens']:.0f} out",
@@ -100,9 +121,9 @@ def dataset_card(store: Store, frame: pd.DataFrame, run_id: str | None = None) -
             gene_set = store.gene_set(run.gene_set_version)
             assert gene_set is not None
             lines.append(f"- genes (version {gene_set.version}): "
-                         + "; ".join(f"{g.name}" + (f" ({g.description})" if g.description else "")
+                         + "; ".join(md(g.name) + (f" ({md(g.description)})" if g.description else "")
                                      for g in gene_set.genes))
-            lines += [f"- constraint: {c}" for c in gene_set.constraints]
+            lines += [f"- constraint: {md(c)}" for c in gene_set.constraints]
     lines += [
         "", "## Lineage", "",
         "Every row carries `parent_ids`, `gene_split` (genes inherited from each parent and mutated), the `prompt`, "

@@ -1,18 +1,23 @@
-"""Small drawing helpers the pages share: how a sample's text and lineage fields are shown, upload columns."""
+"""Small drawing helpers the pages share: user text shown as text, a sample's text and lineage fields, upload columns.
+
+Streamlit renders markdown in `st.markdown`, captions, alerts, spinners, progress text, tooltips and in the labels
+of widgets, expanders, tabs and metrics: every user- or model-supplied string put there goes through `md` (or
+`code`). Selectbox and multiselect options, dataframes, `st.text` and `st.code` show plain text and need neither.
+"""
 
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
+from datagen_core.markdown import code, md
+
 ORIGINS = {"real and synthetic": None, "synthetic": "synthetic", "real": "real"}
-_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>$~:])")
 
 
 def quoted(text: str) -> str:
     """A sample's text as a markdown quote, with markdown syntax escaped so it shows as written."""
-    escaped = _MARKDOWN_SPECIALS.sub(r"\\\1", text.strip())
+    escaped = md(text.strip())
     return "\n".join(f"> {line}" if line else ">" for line in escaped.splitlines()) or "> *(empty)*"
 
 
@@ -28,7 +33,7 @@ def gene_split(raw: Any) -> dict[str, list[str]]:
 
 
 def genes_text(genes: list[str]) -> str:
-    return ", ".join(f"`{g}`" for g in genes) if genes else "—"
+    return ", ".join(code(g) for g in genes) if genes else "—"
 
 
 def default_column(columns: list[str], wanted: str, fallback: int) -> int:

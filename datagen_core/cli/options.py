@@ -12,7 +12,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from datagen_core.config import LLMConfig, limits_from_env
+from datagen_core.config import REDACTED, LLMConfig, limits_from_env
 from datagen_core.errors import DatagenError
 from datagen_core.ingest import check_project_name
 from datagen_core.store import DEFAULT_HOME, Store, project_path
@@ -121,6 +121,9 @@ def resume_llm_config(recorded: dict[str, object], base_url: str | None, model: 
     """A resumed run keeps the model it started with unless the user names another one; timeouts are today's."""
     if base_url or model or os.environ.get("DATAGEN_BASE_URL"):
         return llm_config(base_url, model, in_flight, limits)
+    if REDACTED in str(recorded.get("base_url") or ""):
+        raise DatagenError("the run's endpoint URL carried credentials, which are never stored: give --base-url "
+                           "(or DATAGEN_BASE_URL) again")
     try:
         chosen = {**limits_from_env(), **{key: value for key, value in (limits or {}).items() if value is not None}}
         return LLMConfig.model_validate({**recorded, **chosen, **({"max_in_flight": in_flight} if in_flight else {})})

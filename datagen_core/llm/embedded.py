@@ -262,7 +262,7 @@ class EmbeddedBackend(OpenAIBackend):
     async def _connect(self) -> None:
         url = await asyncio.to_thread(self.runtime.ensure)
         if url != self.base_url:
-            self.base_url = url
+            self.base_url = self.where = url
             self._client = None  # a restarted server listens on another port
 
     def _structured(self, kwargs: dict[str, Any], schema: dict[str, Any]) -> None:

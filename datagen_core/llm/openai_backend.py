@@ -7,7 +7,7 @@ from typing import Any
 
 import openai
 
-from datagen_core.config import LLMConfig, SamplingParams
+from datagen_core.config import LLMConfig, SamplingParams, redact_url
 from datagen_core.errors import LLMError, LLMFatalError
 from datagen_core.llm.base import Backend, BackendAnswer, TransientBackendError
 
@@ -32,6 +32,8 @@ class OpenAIBackend(Backend):
         assert config.base_url is not None
         self.model = config.model
         self.base_url = config.base_url
+        #: The endpoint as messages name it: without credentials written into the URL.
+        self.where = redact_url(config.base_url)
         self.max_parallel = 1_000_000
         self._config = config
         self._client: openai.AsyncOpenAI | None = None
@@ -41,7 +43,7 @@ class OpenAIBackend(Backend):
 
     def _bad_key(self) -> str:
         where = "the key typed for this session" if self._config.session_api_key else f"${self._config.api_key_env}"
-        return f"{self.base_url} refused the API key (401): check {where}"
+        return f"{self.where} refused the API key (401): check {where}"
 
     @property
     def client(self) -> openai.AsyncOpenAI:
@@ -89,20 +91,20 @@ class OpenAIBackend(Backend):
             if schema is not None and self._schema_style == "json_schema" and "json_schema" in str(exc):
                 self._schema_style = "json_object"
                 raise TransientBackendError("server rejects json_schema; retrying with json_object", "schema") from None
-            raise LLMError(f"{self.base_url} rejected the request: {exc.message}") from None
+            raise LLMError(f"{self.where} rejected the request: {exc.message}") from None
         except openai.AuthenticationError:
             raise LLMFatalError(self._bad_key()) from None
         except openai.PermissionDeniedError as exc:
-            raise LLMFatalError(f"{self.base_url} denied access (403): {exc.message}") from None
+            raise LLMFatalError(f"{self.where} denied access (403): {exc.message}") from None
         except openai.NotFoundError:
-            raise LLMFatalError(f"{self.base_url}: model {self.model!r} or endpoint not found (404)") from None
+            raise LLMFatalError(f"{self.where}: model {self.model!r} or endpoint not found (404)") from None
         except openai.RateLimitError as exc:
             raise TransientBackendError("rate limited (429)", "rate_limited", retry_after=_retry_after(exc)) from None
         except openai.APIStatusError as exc:
             if exc.status_code >= 500 or exc.status_code in (408, 409):
                 raise TransientBackendError(f"server error {exc.status_code}", "server_error",
                                             retry_after=_retry_after(exc)) from None
-            raise LLMError(f"{self.base_url} answered {exc.status_code}: {exc.message}") from None
+            raise LLMError(f"{self.where} answered {exc.status_code}: {exc.message}") from None
         except openai.APITimeoutError:
             raise TransientBackendError(
                 f"no answer within {self._config.first_byte_timeout_s:g} s", "timeout") from None
@@ -129,16 +131,16 @@ class OpenAIBackend(Backend):
         except openai.AuthenticationError:
             raise LLMFatalError(self._bad_key()) from None
         except openai.NotFoundError:
-            raise LLMFatalError(f"{self.base_url}: model {self.model!r} or endpoint not found (404)") from None
+            raise LLMFatalError(f"{self.where}: model {self.model!r} or endpoint not found (404)") from None
         except openai.APITimeoutError:
-            raise LLMFatalError(f"{self.base_url} did not answer within the timeout") from None
+            raise LLMFatalError(f"{self.where} did not answer within the timeout") from None
         except openai.APIConnectionError:
-            raise LLMFatalError(f"cannot reach the LLM endpoint {self.base_url}: is the server running?") from None
+            raise LLMFatalError(f"cannot reach the LLM endpoint {self.where}: is the server running?") from None
         except openai.APIStatusError as exc:
             if exc.status_code < 500 and exc.status_code != 429:
-                raise LLMFatalError(f"{self.base_url} answered {exc.status_code}: {exc.message}") from None
+                raise LLMFatalError(f"{self.where} answered {exc.status_code}: {exc.message}") from None
         except (openai.APIResponseValidationError, ValueError):
-            raise LLMFatalError(f"{self.base_url} does not speak the OpenAI chat API") from None
+            raise LLMFatalError(f"{self.where} does not speak the OpenAI chat API") from None
 
     async def aclose(self) -> None:
         if self._client is not None:
