@@ -33,7 +33,8 @@ import pandas as pd  # noqa: E402
 
 from datagen_core.config import Gene, Label, LLMConfig, ProjectSpec, RunConfig  # noqa: E402
 from datagen_core.embed import Embedder  # noqa: E402
-from datagen_core.engine.runner import run_generation, start_run  # noqa: E402
+from datagen_core.engine.runner import run_generation  # noqa: E402
+from datagen_core.engine.runs import start_run  # noqa: E402
 from datagen_core.evaluation.evaluator import REAL, Evaluation, Evaluator, comparison_table  # noqa: E402
 from datagen_core.methods.few_shot import FewShotOptions  # noqa: E402
 from datagen_core.store import Store, project_path  # noqa: E402

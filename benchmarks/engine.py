@@ -23,7 +23,9 @@ import pandas as pd  # noqa: E402
 
 from datagen_core.config import Gene, Label, LLMConfig, ProjectSpec, RunConfig, SamplingParams  # noqa: E402
 from datagen_core.embed import Embedder  # noqa: E402
-from datagen_core.engine.runner import LabelProgress, Runner, RunObserver, start_run  # noqa: E402
+from datagen_core.engine.progress import LabelProgress, RunObserver  # noqa: E402
+from datagen_core.engine.runner import Runner  # noqa: E402
+from datagen_core.engine.runs import start_run  # noqa: E402
 from datagen_core.llm import LLM  # noqa: E402
 from datagen_core.store import Store  # noqa: E402
 from tests.loopback_server import LoopbackServer  # noqa: E402

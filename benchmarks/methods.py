@@ -36,7 +36,8 @@ import pandas as pd  # noqa: E402
 
 from datagen_core.config import Gene, Label, LLMConfig, ProjectSpec, RunConfig  # noqa: E402
 from datagen_core.embed import Embedder  # noqa: E402
-from datagen_core.engine.runner import run_generation, start_run  # noqa: E402
+from datagen_core.engine.runner import run_generation  # noqa: E402
+from datagen_core.engine.runs import start_run  # noqa: E402
 from datagen_core.evaluation.evaluator import REAL, TextSet, intrinsic_metrics  # noqa: E402
 from datagen_core.methods.few_shot import FewShotOptions  # noqa: E402
 from datagen_core.methods.genetic import GeneticOptions  # noqa: E402

@@ -63,7 +63,9 @@ def first_offspring_seconds(cold: bool) -> float:
     from datagen_core.config import LLMConfig, RunConfig
     from datagen_core.demo import ensure_demo_project
     from datagen_core.embed import Embedder
-    from datagen_core.engine.runner import RunObserver, run_generation, start_run
+    from datagen_core.engine.progress import RunObserver
+    from datagen_core.engine.runner import run_generation
+    from datagen_core.engine.runs import start_run
     from datagen_core.llm.embedded import embedded_runtime
     from datagen_core.store import Store
 

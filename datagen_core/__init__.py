@@ -34,7 +34,7 @@ _EXPORTS = {
     "METHODS": "datagen_core.registry",
     "CHECKS": "datagen_core.registry",
     "build_run_config": "datagen_core.engine.build",
-    "start_run": "datagen_core.engine.runner",
+    "start_run": "datagen_core.engine.runs",
     "run_generation": "datagen_core.engine.runner",
     "make_check": "datagen_core.checks",
     "apply_check": "datagen_core.checks.apply",

@@ -15,7 +15,8 @@ import streamlit as st
 from datagen_core.config import LLMConfig, RunConfig, in_run_check_names
 from datagen_core.engine.build import build_run_config
 from datagen_core.engine.jobs import JobSnapshot
-from datagen_core.engine.runner import describe_faults, missing_offspring, start_run
+from datagen_core.engine.progress import describe_faults
+from datagen_core.engine.runs import missing_offspring, start_run
 from datagen_core.methods import describe_options
 from datagen_core.registry import CHECKS, METHODS
 from datagen_core.store import RESUMABLE_STATUSES, RunInfo, SampleFilter, Store

@@ -12,7 +12,7 @@ import pytest
 
 from datagen_core.cli.app import main
 from datagen_core.config import LLMConfig, RunConfig, SamplingParams
-from datagen_core.engine.runner import start_run
+from datagen_core.engine.runs import start_run
 from datagen_core.store import Store
 
 from .conftest import make_project, shared_csv

@@ -13,7 +13,8 @@ import pytest
 
 from datagen_core.config import RunConfig, SamplingParams
 from datagen_core.embed import Embedder
-from datagen_core.engine.runner import run_generation, start_run
+from datagen_core.engine.runner import run_generation
+from datagen_core.engine.runs import start_run
 from datagen_core.methods.datagen import DataGenOptions, greedy_diverse, kmeans_clusters
 from datagen_core.store import Store, project_path
 

@@ -14,7 +14,8 @@ from datagen_core.checks import CheckContext, DedupCheck, Item
 from datagen_core.checks.dedup import jaccard, shingles
 from datagen_core.config import RunConfig, SamplingParams
 from datagen_core.embed import Embedder
-from datagen_core.engine.runner import run_generation, start_run
+from datagen_core.engine.runner import run_generation
+from datagen_core.engine.runs import start_run
 from datagen_core.store import Store
 
 from .conftest import loopback_config, make_project

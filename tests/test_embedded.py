@@ -7,7 +7,8 @@ from pathlib import Path
 from datagen_core.config import LLMConfig, RunConfig
 from datagen_core.demo import DEMO_PROJECT, ensure_demo_project
 from datagen_core.embed import Embedder
-from datagen_core.engine.runner import run_generation, start_run
+from datagen_core.engine.runner import run_generation
+from datagen_core.engine.runs import start_run
 from datagen_core.store import Store
 
 

@@ -16,7 +16,9 @@ import pytest
 
 from datagen_core.config import RunConfig, SamplingParams
 from datagen_core.embed import Embedder
-from datagen_core.engine.runner import RunObserver, run_generation, start_run, top_up_run
+from datagen_core.engine.progress import RunObserver
+from datagen_core.engine.runner import run_generation
+from datagen_core.engine.runs import start_run, top_up_run
 from datagen_core.errors import DatagenError, LLMFatalError
 from datagen_core.methods.genetic import GeneticOptions
 from datagen_core.store import SampleFilter, Store

@@ -11,7 +11,7 @@ import pytest
 from datagen_core.config import LLMConfig, RunConfig, SamplingParams
 from datagen_core.embed import Embedder
 from datagen_core.engine.jobs import RunJob, RunManager
-from datagen_core.engine.runner import start_run
+from datagen_core.engine.runs import start_run
 from datagen_core.errors import DatagenError
 from datagen_core.store import Store
 

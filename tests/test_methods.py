@@ -15,7 +15,9 @@ import pytest
 
 from datagen_core.config import RunConfig, SamplingParams
 from datagen_core.embed import Embedder
-from datagen_core.engine.runner import RunObserver, run_generation, start_run
+from datagen_core.engine.progress import RunObserver
+from datagen_core.engine.runner import run_generation
+from datagen_core.engine.runs import start_run
 from datagen_core.errors import DatagenError, LLMFatalError
 from datagen_core.methods import METHODS, MethodContext, make_method, prepare_run_config
 from datagen_core.methods.few_shot import FewShotOptions

@@ -22,7 +22,8 @@ import pytest
 
 from datagen_core.config import LLMConfig, RunConfig
 from datagen_core.embed import Embedder
-from datagen_core.engine.runner import run_generation, start_run
+from datagen_core.engine.runner import run_generation
+from datagen_core.engine.runs import start_run
 from datagen_core.engine.validity import degenerate_reason, instruction_text
 from datagen_core.llm.embedded import MODEL_NAME
 from datagen_core.methods.datagen import DataGenOptions

@@ -17,7 +17,8 @@ import pytest
 from datagen_core.cli.app import main
 from datagen_core.config import DEFAULT_MIN_WORDS
 from datagen_core.embed import Embedder
-from datagen_core.engine.runner import run_generation, start_run
+from datagen_core.engine.runner import run_generation
+from datagen_core.engine.runs import start_run
 from datagen_core.errors import DatagenError
 from datagen_core.projection import EmbeddingMap
 from datagen_core.store import SCHEMA_VERSION, SampleFilter, Store, schema

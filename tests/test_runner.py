@@ -15,7 +15,8 @@ import pytest
 
 from datagen_core.config import RunConfig, SamplingParams
 from datagen_core.embed import Embedder
-from datagen_core.engine.runner import run_generation, start_run
+from datagen_core.engine.runner import run_generation
+from datagen_core.engine.runs import start_run
 from datagen_core.errors import DatagenError, LLMFatalError
 from datagen_core.methods.genetic import GeneticOptions
 from datagen_core.store import Store
@@ -211,10 +212,11 @@ def test_ctrl_c_marks_the_run_interrupted_and_resume_finishes_it(home: Path) -> 
         assert_no_duplicates(store, run.id)
 
 
-def test_stop_cancels_what_is_in_flight_and_keeps_what_landed(home: Path, embedder: Embedder, loopback: LoopbackServer) -> None:
+def test_stop_cancels_what_is_in_flight_and_keeps_what_landed(home: Path, embedder: Embedder,
+                                                              loopback: LoopbackServer) -> None:
     import threading
 
-    from datagen_core.engine.runner import LabelProgress, RunObserver
+    from datagen_core.engine.progress import LabelProgress, RunObserver
 
     stop = threading.Event()
     asked_before_stop: list[int] = []

@@ -16,7 +16,9 @@ import pytest
 
 from datagen_core.config import CheckSpec, Label, ProjectSpec, RunConfig, SamplingParams
 from datagen_core.embed import Embedder
-from datagen_core.engine.runner import LabelProgress, RunObserver, run_generation, start_run
+from datagen_core.engine.progress import LabelProgress, RunObserver
+from datagen_core.engine.runner import run_generation
+from datagen_core.engine.runs import start_run
 from datagen_core.records import text_hash
 from datagen_core.store import Store, project_path
 

@@ -22,7 +22,8 @@ import pytest
 from datagen_core.config import LLMConfig, RunConfig, SamplingParams
 from datagen_core.doctor import build_record, check_model, check_runtime, diagnose, last_report, usable
 from datagen_core.embed import Embedder
-from datagen_core.engine.runner import run_generation, start_run
+from datagen_core.engine.runner import run_generation
+from datagen_core.engine.runs import start_run
 from datagen_core.errors import LLMFatalError
 from datagen_core.llm import LLM
 from datagen_core.llm.embedded import MODEL_NAME, embedded_runtime, runtime_package_dir

@@ -12,7 +12,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from datagen_core.config import LLMConfig, RunConfig, SamplingParams
-from datagen_core.engine.runner import run_generation, start_run
+from datagen_core.engine.runner import run_generation
+from datagen_core.engine.runs import start_run
 from datagen_core.errors import DatagenError
 from datagen_core.export import dataset_card, export_bytes, export_frame, write_export
 from datagen_core.store import Store

@@ -181,7 +181,7 @@ def test_topics_and_attribute_values_are_proposed_and_edited_as_versions(studio:
     assert topics.items == {"ham": ("meeting up", "family news"), "spam": ("prize draws", "ringtones")}
     # a topic run can now start from the studio's topics
     from datagen_core.config import RunConfig, SamplingParams
-    from datagen_core.engine.runner import start_run
+    from datagen_core.engine.runs import start_run
 
     run_id = start_run(store, RunConfig(per_label=1, seed=1, sampling=SamplingParams(), method="topic"), LLMConfig())
     assert store.run(run_id).config.options.topics == topics.items

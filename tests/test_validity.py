@@ -28,7 +28,8 @@ from datagen_core.config import (
     SamplingParams,
 )
 from datagen_core.embed import Embedder
-from datagen_core.engine.runner import run_generation, start_run
+from datagen_core.engine.runner import run_generation
+from datagen_core.engine.runs import start_run
 from datagen_core.engine.validity import REASONS, degenerate_reason, instruction_text, word_count
 from datagen_core.methods import GenerationRequest, MethodContext, make_method
 from datagen_core.methods.attrprompt import AttrPromptOptions
@@ -389,8 +390,8 @@ def test_datagen_init_takes_the_minimum_length(tmp_path: Path, home: Path, capsy
     code, _, err = run_cli(capsys, home, "init", "plain", *common)
     assert code == 0, err
     code, _, err = run_cli(capsys, home, "init", "bad", *common, "--min-words", "0")
-    assert code == 1 and err.strip().splitlines() == ["error: the minimum length of a sample must be at least 1 word, "
-                                                      "not 0"], err
+    assert code == 1 and err.strip().splitlines() == ["error: --min-words: the minimum length of a sample must be at "
+                                                      "least 1 word, not 0"], err
     assert not project_path(home, "bad").exists()
     with Store.open(project_path(home, "sms")) as sms, Store.open(project_path(home, "plain")) as plain:
         assert (sms.project().min_words, plain.project().min_words) == (5, DEFAULT_MIN_WORDS)

@@ -34,14 +34,9 @@ from datagen_core.cli.options import (
 from datagen_core.cli.plugin_flags import fixed_parameters, options_for, plugin_flags, refresh_signature
 from datagen_core.config import RunConfig, in_run_check_names
 from datagen_core.engine.build import build_run_config
-from datagen_core.engine.runner import (
-    LabelProgress,
-    RunObserver,
-    describe_faults,
-    run_generation,
-    start_run,
-    top_up_run,
-)
+from datagen_core.engine.progress import LabelProgress, RunObserver, describe_faults
+from datagen_core.engine.runner import run_generation
+from datagen_core.engine.runs import start_run, top_up_run, validate_run
 from datagen_core.errors import DatagenError
 from datagen_core.records import NewSample
 from datagen_core.registry import CHECKS, METHODS, asked_fields
@@ -123,9 +118,9 @@ def run(
         raise DatagenError("--run names the run to --resume or --top-up")
     with open_project(home, name) as store:
         if resume or top_up:
+            earlier = _run_to_continue(store, name, run_id, top_up)
             if checks:
                 raise DatagenError("a resumed run keeps the checks it started with; --check applies to a new run")
-            earlier = _run_to_continue(store, name, run_id, top_up)
             run_id = earlier.id
             chosen_llm = reachable(resume_llm_config(earlier.llm, base_url, model, in_flight, limits))
             if top_up:
@@ -151,6 +146,7 @@ def run(
                 dedup_distance=dedup, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
                 use_cache=not no_cache,
             )
+            validate_run(store, config)  # the project's own gaps first, then the endpoint
             run_id = start_run(store, config, reachable(chosen_llm))  # an unreachable endpoint records no run
             out.print(f"run {run_id}: {config.method}, {per_label} per label, model {chosen_llm.model}, "
                       f"seed {config.seed}" + _checks_note(config), highlight=False)

@@ -17,7 +17,9 @@ from typing import Literal
 from datagen_core.config import LLMConfig
 from datagen_core.embed import Embedder
 from datagen_core.engine.background import BackgroundJob, JobManager
-from datagen_core.engine.runner import LabelProgress, RunObserver, run_generation, top_up_run
+from datagen_core.engine.progress import LabelProgress, RunObserver
+from datagen_core.engine.runner import run_generation
+from datagen_core.engine.runs import top_up_run
 from datagen_core.errors import DatagenError
 from datagen_core.records import NewSample, utcnow
 from datagen_core.store import Store

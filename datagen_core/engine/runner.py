@@ -22,9 +22,8 @@ import dataclasses
 import signal
 import threading
 import time
-import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
@@ -32,15 +31,15 @@ import numpy as np
 from datagen_core.checks import CheckContext, Item, in_run_checks
 from datagen_core.checks.apply import Outcome, run_checks, verdict_records
 from datagen_core.checks.dedup import nearest
-from datagen_core.config import LLMConfig, RunConfig
+from datagen_core.config import LLMConfig
 from datagen_core.embed import Embedder
+from datagen_core.engine.progress import LabelProgress, RunObserver, RunSummary, describe_faults
 from datagen_core.engine.validity import degenerate_reason, instruction_text
-from datagen_core.errors import DatagenError, LLMError, LLMFatalError
+from datagen_core.errors import LLMError, LLMFatalError
 from datagen_core.llm import LLM, Completion
 from datagen_core.llm.base import TransientBackendError
-from datagen_core.methods import GenerationMethod, GenerationRequest, MethodContext, make_method, prepare_run_config
+from datagen_core.methods import GenerationMethod, GenerationRequest, MethodContext, make_method
 from datagen_core.records import NewSample, duplicate_key, utcnow
-from datagen_core.registry import CHECKS, METHODS
 from datagen_core.store import PopulationMember, RunInfo, Store
 
 #: How often the loop looks at the stop flag and the endpoint's silence while nothing lands.
@@ -48,54 +47,6 @@ TICK_S = 0.25
 #: The first "no answer yet" note (then after 3x, 5x, ... this); fault notes at most this often.
 WAIT_NOTE_S = 30.0
 FAULT_NOTE_S = 10.0
-
-
-def describe_faults(faults: dict[str, int]) -> str:
-    """'timeout 3, server_error 2' (most frequent first)."""
-    return ", ".join(f"{kind} {n}" for kind, n in sorted(faults.items(), key=lambda item: -item[1])) or "none"
-
-
-@dataclass
-class LabelProgress:
-    label: str
-    target: int
-    kept: int = 0
-    filtered: int = 0
-    failed: int = 0
-    in_flight: int = 0
-    exhausted: bool = False
-
-    @property
-    def needed(self) -> int:
-        return self.target - self.kept - self.in_flight
-
-    @property
-    def done(self) -> bool:
-        return self.kept >= self.target or (self.exhausted and self.in_flight == 0)
-
-
-@dataclass
-class RunSummary:
-    run_id: str
-    status: str
-    progress: dict[str, LabelProgress]
-    seconds: float
-    new_offspring: int
-    usage: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def offspring_per_second(self) -> float:
-        return self.new_offspring / self.seconds if self.seconds > 0 else 0.0
-
-
-class RunObserver:
-    """Hooks for interfaces (progress bars, the studio's live feed); every hook is optional."""
-
-    def on_start(self, run_id: str, progress: dict[str, LabelProgress]) -> None: ...
-
-    def on_batch(self, samples: Sequence[NewSample], progress: dict[str, LabelProgress]) -> None: ...
-
-    def on_message(self, level: str, message: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -118,46 +69,6 @@ class _Candidate:
     position: int
     of: int
     checked: Outcome | None = None  # what the in-run quality modules made of it
-
-
-def start_run(store: Store, config: RunConfig, llm_config: LLMConfig) -> str:
-    """Record a new run (the gene-set version and the topics or attribute values it uses included)."""
-    config = prepare_run_config(store, config)
-    labels = [lb.name for lb in store.labels()]
-    unknown = [lb for lb in config.labels if lb not in labels]
-    if unknown:
-        raise DatagenError(f"unknown label(s) {unknown}; the project's labels are {labels}")
-    gene_set = store.gene_set()
-    if METHODS.get(config.method).needs_genes and gene_set is None:
-        raise DatagenError("the project has no genes: run `datagen genes propose` or `datagen genes set` first")
-    for check in config.checks:
-        CHECKS.get(check.name).require(store)
-    run_id = uuid.uuid4().hex[:12]
-    store.create_run(run_id, config, gene_set.version if gene_set else None, llm_config)
-    return run_id
-
-
-def missing_offspring(store: Store, run: RunInfo) -> dict[str, int]:
-    """Per label of a run, how many offspring its target lacks once the ones rejected in review no longer count."""
-    counted = store.counted_offspring(run.id)
-    labels = list(run.config.labels) or [lb.name for lb in store.labels()]
-    missing = {label: run.config.per_label - counted.get(label, 0) for label in labels}
-    return {label: n for label, n in missing.items() if n > 0}
-
-
-def top_up_run(store: Store, run_id: str) -> dict[str, int]:
-    """Prepare a run to ask again for exactly the offspring rejected in review (per label); the run's own loop
-    then counts only what nobody rejected, and rejected offspring are no parents. Returns what is asked for."""
-    run = store.run(run_id)
-    if run.status == "stopped":
-        raise DatagenError(f"run {run_id} was stopped for good; start a new run instead")
-    missing = missing_offspring(store, run)
-    if not missing:
-        raise DatagenError(f"run {run_id} has all {run.config.per_label} offspring per label that nobody rejected: "
-                           "nothing to top up")
-    store.add_event(run_id, "info", "top_up", "asking again for " + ", ".join(
-        f"{n} {label}" for label, n in missing.items()) + " rejected in review", {"missing": missing})
-    return missing
 
 
 class Runner:
