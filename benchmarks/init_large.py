@@ -1,6 +1,6 @@
 """Wall time and peak memory of `datagen init` on a large CSV, run as a user would (a subprocess).
 
-    python benchmarks/init_large.py [--mb 200] [--labels 4]
+    python benchmarks/init_large.py [--mb 200] [--labels 4] [--holdout 0.2]
 
 Generates a CSV of about `--mb` megabytes of distinct texts in a temporary folder, runs `datagen init` on it
 and prints the rows, the wall time and the child's peak resident memory (the target: under 1 GB for 200 MB).
@@ -44,13 +44,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mb", type=float, default=200.0, help="size of the generated CSV")
     parser.add_argument("--labels", type=int, default=4)
+    parser.add_argument("--holdout", type=float, default=0.0, help="fraction held out (copies the frame once)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="datagen-init-large-") as tmp:
         data = Path(tmp) / "large.csv"
         rows = write_csv(data, args.mb, args.labels)
         size = data.stat().st_size / 1024 / 1024
         command = [sys.executable, "-m", "datagen_core.cli.app", "init", "large", "--data", str(data),
-                   "--task", "benchmark", "--home", str(Path(tmp) / "home")]
+                   "--task", "benchmark", "--holdout", str(args.holdout), "--home", str(Path(tmp) / "home")]
         started = time.perf_counter()
         result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
         seconds = time.perf_counter() - started
@@ -59,7 +60,7 @@ def main() -> None:
             sys.exit(f"datagen init failed ({result.returncode}):\n{result.stderr}")
         progress = result.stderr.strip().splitlines()
         project_mb = (Path(tmp) / "home" / "large.duckdb").stat().st_size / 1024 / 1024
-        print(f"csv: {size:.0f} MB, {rows} rows, {args.labels} labels")
+        print(f"csv: {size:.0f} MB, {rows} rows, {args.labels} labels, holdout {args.holdout}")
         print(f"datagen init: {seconds:.1f} s wall, peak RSS {peak_mb:.0f} MB, project file {project_mb:.0f} MB")
         print(f"progress lines on stderr: {len(progress)} (last: {progress[-1] if progress else '-'})")
         print(result.stdout.strip())

@@ -239,14 +239,24 @@ def split_heldout(examples: pd.DataFrame, fraction: float, seed: int = 0) -> tup
         raise DatagenError(f"the held-out fraction must be in [0, 1), not {fraction}")
     if fraction == 0.0:  # no copy of a large frame for nothing
         return examples, examples.iloc[:0]
-    held: list[int] = []
+    # label codes, not a groupby: grouping a large frame by its strings costs more memory than the frame
+    codes, labels = pd.factorize(examples["label"])
+    chosen = np.zeros(len(examples), dtype=bool)
     rng = np.random.default_rng(seed)
-    for _, rows in examples.groupby("label", sort=False):
+    for code in range(len(labels)):  # in order of first appearance, like a groupby(sort=False)
+        rows = np.flatnonzero(codes == code)
         n = min(round(fraction * len(rows)), len(rows) - MIN_EXAMPLES_PER_LABEL)
         if n > 0:
-            held.extend(rng.choice(rows.index.to_numpy(), size=n, replace=False).tolist())
-    chosen = examples.index.isin(held)
-    return examples[~chosen].reset_index(drop=True), examples[chosen].reset_index(drop=True)
+            chosen[rng.choice(rows, size=n, replace=False)] = True
+    return _rows(examples, ~chosen), _rows(examples, chosen)
+
+
+def _rows(frame: pd.DataFrame, mask: np.ndarray) -> pd.DataFrame:
+    """The rows of `frame` where `mask` holds, filtered a chunk at a time: filtering a large frame of Arrow
+    strings at once copies it more than once."""
+    parts = [frame.iloc[start:start + CHUNK_ROWS][mask[start:start + CHUNK_ROWS]]
+             for start in range(0, len(frame), CHUNK_ROWS)]
+    return pd.concat(parts or [frame.iloc[:0]], ignore_index=True)
 
 
 @dataclass(frozen=True)

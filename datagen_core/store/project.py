@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -23,52 +23,51 @@ def allocate_ids(cur: duckdb.DuckDBPyConnection, n: int) -> list[int]:
     return [r[0] for r in cur.execute("SELECT nextval('sample_ids') FROM range(?)", [n]).fetchall()]
 
 
-#: Rows turned into Python objects (ids, hashes) and handed to DuckDB at a time, so a large import stays small.
+#: Rows written per transaction when a project is created: DuckDB holds a transaction's rows in memory, and the
+#: hidden partial file (not one transaction) is what makes a creation all or nothing.
 INSERT_BATCH = 100_000
 
 
 def insert_real(cur: duckdb.DuckDBPyConnection, examples: pd.DataFrame) -> None:
     """Import (text, label) rows as accepted real samples, inside the caller's transaction."""
     now = utcnow()
-    for start in range(0, len(examples), INSERT_BATCH):
-        batch = examples.iloc[start:start + INSERT_BATCH]
-        frame = pd.DataFrame(
-            {
-                "id": allocate_ids(cur, len(batch)),
-                "label": batch["label"].astype(str).to_numpy(),
-                "text": batch["text"].astype(str).to_numpy(),
-            }
-        )
-        frame["text_hash"] = [text_hash(t) for t in frame["text"]]
-        frame["created_at"] = now
-        cur.register("incoming_real", frame)
-        cur.execute(
-            "INSERT INTO samples (id, label, text, text_hash, origin, status, created_at) "
-            "SELECT id, label, text, text_hash, 'real', 'accepted', created_at FROM incoming_real"
-        )
-        cur.unregister("incoming_real")
+    frame = pd.DataFrame(
+        {
+            "id": allocate_ids(cur, len(examples)),
+            "label": examples["label"].astype(str).to_numpy(),
+            "text": examples["text"].astype(str).to_numpy(),
+        }
+    )
+    frame["text_hash"] = [text_hash(t) for t in frame["text"]]
+    frame["created_at"] = now
+    cur.register("incoming_real", frame)
+    cur.execute(
+        "INSERT INTO samples (id, label, text, text_hash, origin, status, created_at) "
+        "SELECT id, label, text, text_hash, 'real', 'accepted', created_at FROM incoming_real"
+    )
+    cur.unregister("incoming_real")
 
 
 def insert_heldout(cur: duckdb.DuckDBPyConnection, examples: pd.DataFrame, source: str) -> int:
     """Add (text, label) rows to the held-out set inside the caller's transaction; returns how many were new."""
-    added = 0
-    for start in range(0, len(examples), INSERT_BATCH):
-        batch = examples.iloc[start:start + INSERT_BATCH]
-        frame = pd.DataFrame({"text": batch["text"].astype(str).to_numpy(),
-                              "label": batch["label"].astype(str).to_numpy()})
-        frame["text_hash"] = [text_hash(t) for t in frame["text"]]
-        frame["source"] = source
-        frame["created_at"] = utcnow()
-        cur.register("incoming_heldout", frame)
-        # A text that is a seed or already held out (earlier batches included) is skipped: a test text the
-        # generator saw would flatter F1.
-        added += cur.execute(
-            "INSERT INTO heldout SELECT * FROM (SELECT DISTINCT ON (text_hash) * FROM incoming_heldout) fresh "
-            "WHERE text_hash NOT IN (SELECT text_hash FROM samples WHERE origin = 'real') "
-            "AND text_hash NOT IN (SELECT text_hash FROM heldout)"
-        ).fetchall()[0][0]
-        cur.unregister("incoming_heldout")
+    frame = pd.DataFrame({"text": examples["text"].astype(str).to_numpy(),
+                          "label": examples["label"].astype(str).to_numpy()})
+    frame["text_hash"] = [text_hash(t) for t in frame["text"]]
+    frame["source"] = source
+    frame["created_at"] = utcnow()
+    cur.register("incoming_heldout", frame)
+    # A text that is a seed or already held out is skipped: a test text the generator saw would flatter F1.
+    added = cur.execute(
+        "INSERT INTO heldout SELECT * FROM (SELECT DISTINCT ON (text_hash) * FROM incoming_heldout) fresh "
+        "WHERE text_hash NOT IN (SELECT text_hash FROM samples WHERE origin = 'real') "
+        "AND text_hash NOT IN (SELECT text_hash FROM heldout)"
+    ).fetchall()[0][0]
+    cur.unregister("incoming_heldout")
     return int(added)
+
+
+def _batches(frame: pd.DataFrame) -> Iterator[pd.DataFrame]:
+    return (frame.iloc[start:start + INSERT_BATCH] for start in range(0, len(frame), INSERT_BATCH))
 
 
 #: Between a project file's name and the id of the process building it: `.NAME.duckdb.partial-PID`.
@@ -121,7 +120,7 @@ class ProjectTables(Connection):
         source_file: str | None,
         heldout: pd.DataFrame | None = None,
     ) -> Self:
-        """Create the file and import everything in one transaction; on any failure no file is left.
+        """Create the file and import everything; on any failure no file is left.
 
         The file is built under a hidden temporary name in the same folder and renamed when complete, so a
         creation killed half-way (SIGKILL, power loss) leaves no half project that blocks or breaks the name.
@@ -149,9 +148,12 @@ class ProjectTables(Connection):
                     "INSERT INTO labels VALUES (?, ?, ?)",
                     [[label.name, label.description, i] for i, label in enumerate(labels)],
                 )
-                insert_real(cur, examples)
-                if heldout is not None and len(heldout):
-                    insert_heldout(cur, heldout, source_file or "init")
+            for batch in _batches(examples):
+                with store.transaction() as cur:
+                    insert_real(cur, batch)
+            for batch in _batches(heldout) if heldout is not None else ():
+                with store.transaction() as cur:
+                    insert_heldout(cur, batch, source_file or "init")
             store.cursor().execute("CHECKPOINT")  # everything in the file itself: the WAL is not renamed with it
             store.close()
             _publish(partial, path, spec.name)
