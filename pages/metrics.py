@@ -31,12 +31,13 @@ from datagen_core.evaluation.comparison import (
 )
 from datagen_core.evaluation.evaluator import REAL, Evaluation, Evaluator, NotCached, comparison_table
 from datagen_core.evaluation.jobs import EvaluationJob, JobStep
-from datagen_core.evaluation.trainers import TRAINER_NAMES, ProgressFn, Trainer
+from datagen_core.evaluation.trainers import TRAINERS, ProgressFn, Trainer
 from datagen_core.ingest import clean_examples, read_upload
 from datagen_core.store import RunInfo, Store
 from studio import metrics_charts as charts
 from studio import state
-from studio.render import default_column
+from studio.options_form import options_inputs
+from studio.render import default_column, md
 
 FLASH_KEY = "metrics_flash"
 JOB_KEY = "metrics_job"  # the id of the evaluation job this session started, until its outcome is shown
@@ -131,7 +132,7 @@ def heldout_section(store: Store) -> bool:
     counts = store.heldout_counts()
     if counts:
         st.caption(f"Downstream F1 is scored on **{sum(counts.values())}** held-out real examples the generator "
-                   "never saw: " + ", ".join(f"{label} {n}" for label, n in sorted(counts.items())) + ".")
+                   "never saw: " + ", ".join(f"{md(label)} {n}" for label, n in sorted(counts.items())) + ".")
     else:
         st.warning("This project has no held-out real data, so there is no downstream F1: add labelled real "
                    "examples the generator never saw below (or create the project with a hold-out fraction). "
@@ -161,7 +162,7 @@ def heldout_upload(store: Store, filename: str, data: bytes) -> None:
         return
     added = state.attempt(lambda: store.add_heldout(examples, filename))
     if added is not None:
-        st.session_state[FLASH_KEY] = (f"Added {added} of {len(examples)} held-out example(s) from {filename} "
+        st.session_state[FLASH_KEY] = (f"Added {added} of {len(examples)} held-out example(s) from {md(filename)} "
                                        "(texts that are seeds or already held out are skipped).")
         st.session_state.pop(UPLOAD_KEY, None)
         st.rerun()
@@ -176,17 +177,14 @@ def choose(store: Store, has_heldout: bool) -> ComparisonSettings | None:
                               help="Each run's kept samples that are not rejected, with Review's edits applied.")
     real = right.checkbox("Real seeds", value=True, key="metrics_real",
                           help="The project's real examples as a row of their own: the reference.")
-    with st.expander("ComparisonSettings"):
+    with st.expander("Settings"):
         top = st.columns(4)
         downstream = top[0].checkbox("Downstream F1", value=True, key="metrics_downstream", disabled=not has_heldout,
                                      help="Train a classifier on each set and score it on the held-out data.")
-        trainer = top[1].selectbox("Trainer", TRAINER_NAMES, key="metrics_trainer",
-                                   help="logistic: a probe on the cached embeddings, seconds. finetune: MiniLM "
-                                        "fine-tuned on CPU, about a minute per training.")
-        epochs = top[2].number_input("Epochs (finetune)", min_value=1, max_value=50, value=None, step=1,
-                                     key="metrics_epochs", disabled=trainer != "finetune",
-                                     placeholder="trainer default")
-        seed = top[3].number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="metrics_seed")
+        trainer = top[1].selectbox("Trainer", TRAINERS.names(), key="metrics_trainer", format_func=TRAINERS.title,
+                                   help="  \n".join(f"{t.title}: {t.summary}." for t in TRAINERS.values()))
+        seed = top[2].number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="metrics_seed")
+        trainer_options = options_inputs(TRAINERS[trainer].Options, f"metrics_{trainer}_")
         middle = st.columns(4)
         modes = middle[0].multiselect("Training sets per run", COMPARED_SETS, default=["synthetic"],
                                       key="metrics_modes",
@@ -203,17 +201,17 @@ def choose(store: Store, has_heldout: bool) -> ComparisonSettings | None:
         refresh = bottom[1].checkbox("Recompute even if cached", key="metrics_refresh",
                                      help="Compute replaces the cached results of these settings.")
     sizes = state.attempt(lambda: parse_sizes(sizes_text))
-    if trainer == "finetune" and downstream and has_heldout:
-        st.caption("Fine-tuning takes about a minute per training on CPU; each result is cached as soon as it is "
+    if downstream and has_heldout:
+        st.caption(f"{TRAINERS.title(trainer)}: {TRAINERS[trainer].summary}. Each result is cached as soon as it is "
                    "done, so leaving the page keeps what is finished.")
     if not chosen and not real:
         st.info("Pick at least one run or the real seeds." if runs else
                 "No runs yet: start one on the **Evolve** page, or tick *Real seeds* to measure the real data.")
         return None
     return ComparisonSettings(runs=tuple(chosen), real=real, downstream=downstream and has_heldout, trainer=trainer,
-                    epochs=int(epochs) if epochs is not None else None, modes=tuple(modes),
-                    mix_ratio=float(mix_ratio) if mix_ratio is not None else None, sizes=sizes or (),
-                    scale_mode=scale_mode, bleu_sample=int(bleu_sample), seed=int(seed), refresh=refresh)
+                              trainer_settings=tuple(trainer_options.items()), modes=tuple(modes),
+                              mix_ratio=float(mix_ratio) if mix_ratio is not None else None, sizes=sizes or (),
+                              scale_mode=scale_mode, bleu_sample=int(bleu_sample), seed=int(seed), refresh=refresh)
 
 
 def compute(store: Store, settings: ComparisonSettings, figures: Figures, names: dict[str, str]) -> None:
@@ -233,7 +231,7 @@ def job_progress(live: bool) -> None:
             st.rerun()  # the job just ended: redraw the whole page with the results it cached
         return
     text = f"Step {min(snap.done + 1, snap.total)} of {snap.total}: {snap.step or 'starting'}"
-    st.progress(snap.overall, text=f"{text} · {snap.message}" if snap.message else text)
+    st.progress(snap.overall, text=md(f"{text} · {snap.message}" if snap.message else text))
     left, right = st.columns([4, 1], vertical_alignment="center")
     left.caption(f"{snap.done} result(s) computed in {snap.seconds:.0f} s; each is cached as it lands, so other "
                  "pages stay usable and leaving this one loses nothing."
@@ -258,7 +256,7 @@ def job_outcome(job: EvaluationJob | None) -> None:
     elif snap.state == "cancelled":
         st.info(f"Cancelled after {snap.done} of {snap.total} step(s). {done}")
     else:
-        st.error(f"{snap.error} ({done} Compute tries the rest again.)", icon="⚠️")
+        st.error(f"{md(snap.error)} ({done} Compute tries the rest again.)", icon="⚠️")
 
 
 # ---------------------------------------------------------------------------------- drawing
@@ -359,7 +357,7 @@ def main() -> None:
     note.caption(f"{len(figures.evaluations)} of {total} result(s) for these runs and settings are cached"
                  + (f"; Compute adds the other {len(figures.missing)}." if figures.missing else "."))
     for problem in figures.problems:
-        st.warning(problem, icon="⚠️")
+        st.warning(md(problem), icon="⚠️")
     if not figures.evaluations:
         if figures.missing and not running:
             st.info("Nothing is computed yet for these runs and settings: press **Compute**.")

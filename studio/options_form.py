@@ -7,6 +7,7 @@ Each asked field (`datagen_core.registry.asked_fields`) becomes one widget chose
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import streamlit as st
@@ -39,9 +40,14 @@ def option_widget(container: Any, title: str, field: FieldInfo, key: str) -> Any
             value = container.number_input(title, min_value=low, max_value=high, value=int(field.default), step=1,
                                            key=key, help=help_text)
             return int(value)
+        default = float(field.default)
+        # A small default (a learning rate of 1e-4) in steps of its own size and in scientific notation: the
+        # usual two decimals would show it as 0.00.
+        small = 0 < abs(default) < 0.01
         return float(container.number_input(title, min_value=None if low is None else float(low),
-                                            max_value=None if high is None else float(high),
-                                            value=float(field.default), step=0.05, key=key, help=help_text))
+                                            max_value=None if high is None else float(high), value=default,
+                                            step=10 ** math.floor(math.log10(abs(default))) if small else 0.05,
+                                            format="%.1e" if small else None, key=key, help=help_text))
     if field_extra(field, "multiline", False):
         return container.text_area(title, key=key, help=help_text, placeholder=help_text or "").strip()
     return container.text_input(title, value=str(field.default or ""), key=key, help=help_text).strip()

@@ -1,9 +1,11 @@
-"""A generation method and a check added from outside the package: one class each plus one `register` call, and
-the CLI's flags, the config's validation and the Evolve page's widgets know them with no further code."""
+"""A generation method, a check and a trainer added from outside the package: one class each plus one `register`
+call, and the CLI's flags, the config's validation and the Evolve and Metrics pages' widgets know them with no
+further code."""
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal
@@ -18,7 +20,9 @@ from datagen_core.demo import DEMO_PROJECT
 from datagen_core.engine.build import build_run_config
 from datagen_core.errors import DatagenError
 from datagen_core.methods.base import BaselineMethod, GenerationRequest
-from datagen_core.registry import CHECKS, METHODS, Options
+from datagen_core.demo import ensure_demo_project
+from datagen_core.evaluation.trainers import LabelledTexts, ProgressFn, Trainer
+from datagen_core.registry import CHECKS, METHODS, TRAINERS, Options
 from datagen_core.store import Store
 
 from .conftest import make_project
@@ -69,13 +73,39 @@ class ShoutCheck(Check):
                         else "shouting") for item in items]
 
 
+class MajorityTrainer(Trainer):
+    """Predicts the training set's most common label for every text (the first or last of a tie)."""
+
+    name = "majority"
+    title = "Majority (toy)"
+    summary = "a toy trainer for the registry test"
+
+    class Options(Options):
+        tie: Literal["first", "last"] = Field(default="first", description="Which label of a tie wins.")
+
+    def __init__(self, tie: str = "first") -> None:
+        self.tie = tie
+
+    def options(self) -> dict[str, str]:
+        return {"tie": self.tie}
+
+    def fit_predict(self, train: LabelledTexts, test_texts: Sequence[str],
+                    progress: ProgressFn | None = None) -> list[str]:
+        counts = Counter(sorted(train.labels))
+        top = max(counts.values())
+        winners = [label for label, n in counts.items() if n == top]
+        return [winners[0] if self.tie == "first" else winners[-1]] * len(test_texts)
+
+
 @pytest.fixture
 def toys() -> Iterator[None]:
     METHODS.register(EchoMethod)
     CHECKS.register(ShoutCheck)
+    TRAINERS.register(MajorityTrainer)
     yield
     METHODS.unregister("echo")
     CHECKS.unregister("shout")
+    TRAINERS.unregister("majority")
 
 
 SAMPLING = SamplingParams()
@@ -157,3 +187,27 @@ def test_the_evolve_page_draws_their_widgets(toys: None, studio: Studio) -> None
         assert job is not None and job.wait(60)
     assert run.config.options == EchoOptions(flavour="spicy", repeats=3)
     assert run.config.checks == (CheckSpec(name="shout", limit=0),)
+
+
+def test_a_trainer_is_offered_by_eval_and_the_metrics_page(toys: None, home: Path, studio: Studio,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, home, "eval", "--help")
+    assert code == 0 and "--tie" in out and "majority" in out
+    main(["trainers"])
+    assert "Majority (toy)" in capsys.readouterr().out
+    ensure_demo_project(home)
+    code, _, err = run_cli(capsys, home, "eval", DEMO_PROJECT, "--tie", "last")
+    assert code == 1 and "--tie applies to --trainer majority only" in err and err.count("\n") == 1
+    code, _, err = run_cli(capsys, home, "eval", DEMO_PROJECT, "--trainer", "majority", "--tie", "middle")
+    assert code == 1 and "--tie must be 'first' or 'last', not 'middle'" in err
+    code, out, err = run_cli(capsys, home, "eval", DEMO_PROJECT, "--trainer", "majority", "--tie", "last")
+    assert code == 0, err
+    assert "micro-F1 real majority" in out and "0.500" in out  # 50 ham, 50 spam held out: one label always
+    with Store.open(home / f"{DEMO_PROJECT}.duckdb") as store:
+        (downstream,) = [e for e in store.evaluations().itertuples() if e.kind == "downstream"]
+        assert json.loads(downstream.params)["trainer_options"] == {"tie": "last"}
+    at = studio.open_page("pages/metrics.py")
+    assert "Majority (toy)" in at.selectbox(key="metrics_trainer").options
+    at.selectbox(key="metrics_trainer").set_value("majority").run()
+    assert at.radio(key="metrics_majority_tie").options == ["first", "last"]
+    assert not at.exception, [e.value for e in at.exception]

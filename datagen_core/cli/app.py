@@ -15,9 +15,11 @@ from pydantic import ValidationError
 
 from datagen_core.cli import project, run, values
 from datagen_core.cli.doctor import doctor_command
-from datagen_core.cli.eval import eval_command, heldout_app
+from datagen_core.cli.eval import eval_command, heldout_app, trainers_command
+from datagen_core.cli.eval import refresh as eval_refresh
 from datagen_core.cli.options import err, out
 from datagen_core.errors import DatagenError
+from datagen_core.registry import validation_message
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -39,6 +41,7 @@ app.command("check")(run.check)
 app.command("demo")(run.demo)
 app.add_typer(heldout_app, name="heldout")
 app.command("eval")(eval_command)
+app.command("trainers")(trainers_command)
 app.command("doctor")(doctor_command)
 
 
@@ -77,23 +80,17 @@ def _usage_message(exc: BaseException) -> str:
     return f"{message} (see `{command} --help`)" if command else message
 
 
-def _validation_message(exc: ValidationError) -> str:
-    error = exc.errors()[0]
-    where = ".".join(map(str, error["loc"]))
-    message = error["msg"].removeprefix("Value error, ")
-    return f"{where}: {message}" if where else message
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     """The `datagen` entry point: whatever the user got wrong is `error: ...` on one line and exit code 1."""
     run.refresh()
+    eval_refresh()
     try:
         # Non-standalone click returns the code of a typer.Exit instead of raising it.
         code = app(args=list(argv) if argv is not None else None, prog_name="datagen", standalone_mode=False)
     except DatagenError as exc:
         _fail(str(exc))
     except ValidationError as exc:
-        _fail(_validation_message(exc))
+        _fail(validation_message(exc))
     except (*_ABORTS, KeyboardInterrupt):
         err.print("aborted")
         sys.exit(130)

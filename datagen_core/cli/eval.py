@@ -14,8 +14,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from datagen_core.cli.options import DEFAULT_HOME, Home, open_project, out, split_list
+from datagen_core.cli.plugin_flags import fixed_parameters, options_for, plugin_flags, plugins_table, refresh_signature
 from datagen_core.errors import DatagenError
 from datagen_core.ingest import read_examples
+from datagen_core.registry import TRAINERS
 
 heldout_app = typer.Typer(no_args_is_help=True, help="Real labelled test data the generator never sees.")
 
@@ -82,7 +84,7 @@ def eval_command(
     name: str,
     runs: Annotated[str | None, typer.Option("--runs", help="Comma-separated run ids; default: every run.")] = None,
     real: Annotated[bool, typer.Option("--real/--no-real", help="Include the real seeds as a row.")] = True,
-    trainer_name: Annotated[str, typer.Option("--trainer", help="logistic (fast) or finetune (MiniLM on CPU).")]
+    trainer_name: Annotated[str, typer.Option("--trainer", help="The downstream trainer (see `datagen trainers`).")]
     = "logistic",
     modes: Annotated[str, typer.Option("--modes", help="Downstream modes per run: synthetic, mixed.")] = "synthetic",
     mix_ratio: Annotated[float | None, typer.Option("--mix-ratio", min=0.0,
@@ -95,7 +97,6 @@ def eval_command(
     test: Annotated[Path | None, typer.Option("--test", help="Held-out file to score on instead of the project's "
                                                              "held-out data.")] = None,
     no_downstream: Annotated[bool, typer.Option("--no-downstream", help="Intrinsic metrics only.")] = False,
-    epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="finetune: epochs.")] = None,
     bleu_sample: Annotated[int, typer.Option("--bleu-sample", min=2, help="Self-BLEU sample size.")] = 500,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     confusion: Annotated[bool, typer.Option("--confusion", help="Print confusion matrices.")] = False,
@@ -103,10 +104,12 @@ def eval_command(
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write every result with its settings.")]
     = None,
     home: Home = DEFAULT_HOME,
+    **values: Any,
 ) -> None:
     """Compare runs: APS, CMD, vocabulary, remote-clique, self-BLEU, distinct-n, and downstream F1 on held-out data.
 
     Results are cached in the project with the settings that produced them; a second call prints them at once.
+    The trainers' own options are the flags below the common ones.
     """
     from datagen_core.evaluation.comparison import (
         ComparisonSettings,
@@ -128,7 +131,9 @@ def eval_command(
     with open_project(home, name) as store:
         settings = ComparisonSettings(
             runs=tuple(split_list(runs) or [r.id for r in store.runs()]), real=real, downstream=not no_downstream,
-            trainer=trainer_name, epochs=epochs, modes=tuple(mode_list), mix_ratio=mix_ratio,
+            trainer=trainer_name, modes=tuple(mode_list), mix_ratio=mix_ratio,
+            trainer_settings=tuple(options_for(TRAINERS.get(trainer_name), _trainer_flags(), values,
+                                               strict="--trainer").items()),
             sizes=parse_sizes(scale or ""), scale_mode=scale_mode, bleu_sample=bleu_sample, seed=seed,
             refresh=refresh,
         )
@@ -189,3 +194,20 @@ def eval_command(
         except OSError as exc:
             raise DatagenError(f"cannot write {json_out}: {exc.strerror or exc}") from None
         out.print(f"wrote {json_out}", soft_wrap=True)
+
+
+def trainers_command() -> None:
+    """List the downstream trainers with their options (`datagen eval --trainer NAME`)."""
+    out.print(plugins_table(TRAINERS, "trainer"))
+
+
+def _trainer_flags() -> list[Any]:
+    return plugin_flags(TRAINERS)
+
+
+def refresh() -> None:
+    """Rebuild the trainer flags of `eval` from the registry (trainers registered since import included)."""
+    refresh_signature(eval_command, _EVAL_FIXED, _trainer_flags())
+
+
+_EVAL_FIXED = fixed_parameters(eval_command)

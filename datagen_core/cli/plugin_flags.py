@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 from annotated_types import Ge, Le
 from pydantic.fields import FieldInfo
+from rich.table import Table
 
 from datagen_core.errors import DatagenError
 from datagen_core.registry import Registry, asked_fields, field_choices, field_extra
@@ -109,3 +110,12 @@ def options_for(plugin: Any, flags: list[Flag], values: Mapping[str, Any], *, st
             continue
         chosen[flag.owners[plugin.name]] = flag.value(given)
     return chosen
+
+
+def plugins_table(registry: Any, title: str) -> Table:
+    """The registered plug-ins with their titles, summaries and options (`datagen methods|checks|trainers`)."""
+    table = Table(title, "title", "options", "what it does")
+    for plugin in registry.values():
+        fields = ", ".join(f"{key}={field.default!r}" for key, field in asked_fields(plugin.Options).items())
+        table.add_row(plugin.name, plugin.title, fields or "-", plugin.summary)
+    return table

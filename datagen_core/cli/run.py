@@ -31,7 +31,13 @@ from datagen_core.cli.options import (
     resume_llm_config,
     split_list,
 )
-from datagen_core.cli.plugin_flags import fixed_parameters, options_for, plugin_flags, refresh_signature
+from datagen_core.cli.plugin_flags import (
+    fixed_parameters,
+    options_for,
+    plugin_flags,
+    plugins_table,
+    refresh_signature,
+)
 from datagen_core.config import RunConfig, in_run_check_names
 from datagen_core.engine.build import build_run_config
 from datagen_core.engine.progress import LabelProgress, RunObserver, describe_faults
@@ -39,7 +45,7 @@ from datagen_core.engine.runner import run_generation
 from datagen_core.engine.runs import start_run, top_up_run, validate_run
 from datagen_core.errors import DatagenError
 from datagen_core.records import NewSample
-from datagen_core.registry import CHECKS, METHODS, asked_fields
+from datagen_core.registry import CHECKS, METHODS
 from datagen_core.store import RunInfo, Store
 
 
@@ -274,15 +280,6 @@ def demo(
         dedup=None, checks=None, seed=None, in_flight=None, temperature=None, top_p=None, max_tokens=None,
         no_cache=False, base_url=base_url, model=model, first_byte_timeout=None, timeout=None, retries=None,
         give_up_after=None, home=home)
-
-
-def plugins_table(registry: Any, title: str) -> Table:
-    """The registered plug-ins with their titles, summaries and options (what `datagen methods|checks` shows)."""
-    table = Table(title, "title", "options", "what it does")
-    for plugin in registry.values():
-        fields = ", ".join(f"{key}={field.default!r}" for key, field in asked_fields(plugin.Options).items())
-        table.add_row(plugin.name, plugin.title, fields or "-", plugin.summary)
-    return table
 
 
 def methods_command() -> None:

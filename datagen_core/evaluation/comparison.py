@@ -8,6 +8,7 @@ so an interface can read what is known, compute what is missing, or run the step
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from datagen_core.errors import DatagenError
 from datagen_core.evaluation.evaluator import REAL, Evaluation, Evaluator, TextSet
@@ -26,7 +27,8 @@ class ComparisonSettings:
     real: bool = True
     downstream: bool = True
     trainer: str = "logistic"
-    epochs: int | None = None
+    #: The trainer's options the user set (field, value); the rest are its `Options` defaults.
+    trainer_settings: tuple[tuple[str, Any], ...] = ()
     modes: tuple[str, ...] = ("synthetic",)
     mix_ratio: float | None = None
     sizes: tuple[int, ...] = ()
@@ -45,8 +47,8 @@ class ComparisonSettings:
     def subjects(self) -> list[str]:
         return ([REAL] if self.real else []) + list(self.runs)
 
-    def trainer_options(self) -> dict[str, int]:
-        return {"epochs": self.epochs} if self.trainer == "finetune" and self.epochs else {}
+    def trainer_options(self) -> dict[str, Any]:
+        return dict(self.trainer_settings)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import pandas as pd
 from datagen_core.embed import Embedder
 from datagen_core.errors import DatagenError
 from datagen_core.evaluation import metrics
-from datagen_core.evaluation.trainers import LabelledTexts, LogisticTrainer, ProgressFn, Trainer
+from datagen_core.evaluation.trainers import TRAINERS, LabelledTexts, ProgressFn, Trainer, TrainerContext
 from datagen_core.records import text_hash
 from datagen_core.store import Store
 
@@ -245,13 +245,8 @@ class Evaluator:
         return self.embedder.embed_stored(self.store, list(texts))
 
     def trainer(self, name: str, **options: Any) -> Trainer:
-        if name == "logistic":
-            return LogisticTrainer(self.encode, self.embedder.name, **options)
-        if name == "finetune":
-            from datagen_core.evaluation.trainers.finetune import FineTuneTrainer
-
-            return FineTuneTrainer(**options)
-        raise DatagenError(f"unknown trainer {name!r}; trainers are logistic, finetune")
+        """The registered trainer `name` with these options (validated), measuring with this evaluator's embedder."""
+        return TRAINERS.get(name).create(TrainerContext(self.encode, self.embedder.name), **options)
 
     def _cached(self, kind: str, subject: str, params: dict[str, Any], compute: Any, refresh: bool) -> Evaluation:
         key = _key(kind, params)

@@ -12,8 +12,12 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic import Field, ValidationError
+
+from datagen_core import registry
 from datagen_core.errors import DatagenError
 from datagen_core.evaluation.trainers.base import LabelledTexts, ProgressFn, Trainer
+from datagen_core.registry import validation_message
 
 
 class FineTuneTrainer(Trainer):
@@ -24,27 +28,35 @@ class FineTuneTrainer(Trainer):
     """
 
     name = "finetune"
+    title = "Fine-tune MiniLM"
+    summary = "fine-tunes the shipped MiniLM encoder with a classification head on the CPU: minutes, faithful"
 
-    def __init__(
-        self,
-        epochs: int = 8,
-        batch_size: int = 16,
-        learning_rate: float = 1e-4,
-        max_length: int = 64,
-        weight_decay: float = 0.01,
-        warmup_ratio: float = 0.1,
-        seed: int = 0,
-        threads: int | None = None,
-    ) -> None:
-        if min(epochs, batch_size, 1 if threads is None else threads) < 1 or learning_rate <= 0 or max_length < 2:
-            raise DatagenError("fine-tuning needs positive epochs, batch_size, threads, learning_rate; max_length >= 2")
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.max_length = max_length
-        self.weight_decay = weight_decay
-        self.warmup_ratio = warmup_ratio
-        self.seed = seed
+    class Options(registry.Options):
+        epochs: int = Field(8, ge=1, le=100, title="Epochs", description="passes over the training set")
+        batch_size: int = Field(16, ge=1, le=512, title="Batch size", description="texts per optimiser step")
+        learning_rate: float = Field(1e-4, gt=0, le=1, title="Learning rate", description="AdamW's peak rate")
+        max_length: int = Field(64, ge=2, le=512, title="Max tokens", description="longer texts are truncated")
+        weight_decay: float = Field(0.01, ge=0, le=1, title="Weight decay", description="AdamW's, on weight matrices")
+        warmup_ratio: float = Field(0.1, ge=0, le=1, title="Warm-up share",
+                                    description="share of the steps over which the rate rises")
+        #: The comparison's own seed decides the data; this one seeds the head and the batch order.
+        seed: int = Field(0, json_schema_extra={"shown": False})
+
+    def __init__(self, threads: int | None = None, **options: Any) -> None:
+        try:
+            settings = self.Options(**options)
+        except ValidationError as exc:
+            raise DatagenError("fine-tuning needs positive epochs, batch_size, learning_rate; max_length >= 2 "
+                               f"({validation_message(exc)})") from None
+        if threads is not None and threads < 1:
+            raise DatagenError("fine-tuning needs positive epochs, batch_size, threads, learning_rate")
+        self.epochs = settings.epochs
+        self.batch_size = settings.batch_size
+        self.learning_rate = settings.learning_rate
+        self.max_length = settings.max_length
+        self.weight_decay = settings.weight_decay
+        self.warmup_ratio = settings.warmup_ratio
+        self.seed = settings.seed
         self.threads = threads
 
     def options(self) -> dict[str, Any]:

@@ -2,21 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Self
 
 import numpy as np
+from pydantic import Field
 
+from datagen_core import registry
 from datagen_core.errors import DatagenError
-from datagen_core.evaluation.trainers.base import LabelledTexts, ProgressFn, Trainer
-
-Encode = Callable[[Sequence[str]], np.ndarray]
+from datagen_core.evaluation.trainers.base import Encode, LabelledTexts, ProgressFn, Trainer, TrainerContext
 
 
 class LogisticTrainer(Trainer):
     """Seconds, not minutes: the embeddings are cached in the store, only the probe is fitted."""
 
     name = "logistic"
+    title = "Logistic probe"
+    summary = "logistic regression on the cached sentence embeddings: seconds"
+
+    class Options(registry.Options):
+        c: float = Field(10.0, gt=0, le=1e6, title="C (probe)",
+                         description="inverse regularisation strength of the logistic probe",
+                         json_schema_extra={"flag": "probe-c"})
+        max_iter: int = Field(2000, ge=10, le=100_000, title="Max iterations (probe)",
+                              description="solver iterations of the logistic probe")
+
+    @classmethod
+    def create(cls, context: TrainerContext, **options: Any) -> Self:
+        return cls(context.encode, context.embed_model, **cls.settings(options).model_dump())
 
     def __init__(self, encode: Encode, embed_model: str, c: float = 10.0, max_iter: int = 2000) -> None:
         self.encode = encode
