@@ -123,7 +123,8 @@ def propose(store: Store, llm_config: LLMConfig, kind: str) -> tuple[Cost | None
 def diversity(data: TextSet, vectors: np.ndarray, real: TextSet, real_vectors: np.ndarray) -> dict[str, float]:
     """The table's columns from the same metrics `datagen eval` computes (CMD to the real seeds)."""
     m = intrinsic_metrics(data, vectors, real, real_vectors)
-    return {"aps": m.aps, "vocab": m.vocabulary, "rc": m.remote_clique, "sbleu": m.self_bleu, "cmd": m.cmd or 0.0}
+    return {"aps": m["aps"], "vocab": m["vocabulary"], "rc": m["remote_clique"], "sbleu": m["self_bleu"],
+            "cmd": m["cmd"] or 0.0}
 
 
 def run_method(store: Store, llm_config: LLMConfig, embedder: Embedder, real: tuple[TextSet, np.ndarray],

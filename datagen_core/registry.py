@@ -1,11 +1,11 @@
-"""Plug-in registries: a generation method, a check or a trainer registers once, and everything else reads the
-registry.
+"""Plug-in registries: a generation method, a check, a set metric or a trainer registers once, and everything else
+reads the registry.
 
 A plug-in is a class with a `name` (what configs, the CLI and stored runs call it), a `title` (what the studio
 shows), a one-line `summary` and an `Options` pydantic model (its settings with their defaults, bounds and
 descriptions). Config validation, the CLI's choices and flags and the studio's widgets are all derived from these,
-so a new method, check or trainer is one file plus one `register` call (a plug-in outside the package registers itself
-the same way: `METHODS.register(MyMethod)`).
+so a new method, check, metric or trainer is one file plus one `register` call (a plug-in outside the package
+registers itself the same way: `METHODS.register(MyMethod)`).
 
 The registries live below the engine (config validates against them) and import the built-in plug-ins lazily,
 on first lookup, so importing the config never pulls in the engine.
@@ -152,3 +152,5 @@ METHODS: Registry[Any] = Registry("method", "datagen_core.methods")
 CHECKS: Registry[Any] = Registry("check", "datagen_core.checks")
 #: Downstream trainers (`datagen_core.evaluation.trainers`): `Trainer` subclasses that score a dataset by F1.
 TRAINERS: Registry[Any] = Registry("trainer", "datagen_core.evaluation.trainers")
+#: Set metrics (`datagen_core.evaluation.set_metrics`): `Metric` subclasses (diversity, distance to the real data).
+METRICS: Registry[Any] = Registry("metric", "datagen_core.evaluation.set_metrics")

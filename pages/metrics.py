@@ -31,6 +31,7 @@ from datagen_core.evaluation.comparison import (
 )
 from datagen_core.evaluation.evaluator import REAL, Evaluation, Evaluator, NotCached, comparison_table
 from datagen_core.evaluation.jobs import EvaluationJob, JobStep
+from datagen_core.evaluation.set_metrics import legend as metric_legend
 from datagen_core.evaluation.trainers import TRAINERS, ProgressFn, Trainer
 from datagen_core.ingest import clean_examples, read_upload
 from datagen_core.store import RunInfo, Store
@@ -267,8 +268,7 @@ def comparison(figures: Figures, names: dict[str, str]) -> None:
     floats = [c for c in table.columns if pd.api.types.is_float_dtype(table[c])]
     st.dataframe(table, hide_index=True, key="metrics_table",
                  column_config={c: st.column_config.NumberColumn(c, format="%.3f") for c in floats})
-    st.caption("APS and self-BLEU: lower is more diverse · CMD: distance to the real seeds, lower is closer · "
-               "vocabulary, remote-clique, distinct-n: higher is more diverse · F1: on the held-out real data.")
+    st.caption(f"{metric_legend()} · F1: on the held-out real data.")
 
 
 def charts_section(figures: Figures, names: dict[str, str]) -> None:

@@ -94,7 +94,7 @@ def test_label_and_length_distributions() -> None:
     data = TextSet("x", ("one two", "one two three", "four", "five six"), ("a", "b", "a", "a"))
     vectors = unit(np.random.default_rng(4).normal(size=(4, 3)))
     result = intrinsic_metrics(data, vectors, None, None)
-    assert result.label_counts == {"a": 3, "b": 1}
-    assert result.length_counts == [(1, 1), (2, 2), (3, 1)]
-    assert result.mean_length == pytest.approx(2.0)
-    assert result.cmd is None and result.cmd_per_label == {}
+    assert result["label_counts"] == {"a": 3, "b": 1}
+    assert result["length_counts"] == [(1, 1), (2, 2), (3, 1)]
+    assert result["mean_length"] == pytest.approx(2.0)
+    assert result["cmd"] is None and result["cmd_per_label"] == {}

@@ -1,6 +1,6 @@
-"""A generation method, a check and a trainer added from outside the package: one class each plus one `register`
-call, and the CLI's flags, the config's validation and the Evolve and Metrics pages' widgets know them with no
-further code."""
+"""A generation method, a check, a set metric and a trainer added from outside the package: one class each plus one
+`register` call, and the CLI's flags and tables, the config's validation and the Evolve and Metrics pages know them
+with no further code."""
 
 from __future__ import annotations
 
@@ -16,13 +16,13 @@ from pydantic import Field, ValidationError
 from datagen_core.checks.base import Check, CheckContext, Item, Verdict
 from datagen_core.cli.app import main
 from datagen_core.config import CheckSpec, LLMConfig, RunConfig, SamplingParams, in_run_check_names
-from datagen_core.demo import DEMO_PROJECT
+from datagen_core.demo import DEMO_PROJECT, ensure_demo_project
 from datagen_core.engine.build import build_run_config
 from datagen_core.errors import DatagenError
-from datagen_core.methods.base import BaselineMethod, GenerationRequest
-from datagen_core.demo import ensure_demo_project
 from datagen_core.evaluation.trainers import LabelledTexts, ProgressFn, Trainer
-from datagen_core.registry import CHECKS, METHODS, TRAINERS, Options
+from datagen_core.methods.base import BaselineMethod, GenerationRequest
+from datagen_core.evaluation.set_metrics import Metric, MetricInput
+from datagen_core.registry import CHECKS, METHODS, METRICS, TRAINERS, Options
 from datagen_core.store import Store
 
 from .conftest import make_project
@@ -97,15 +97,29 @@ class MajorityTrainer(Trainer):
         return [winners[0] if self.tie == "first" else winners[-1]] * len(test_texts)
 
 
+class ShareOfQuestionsMetric(Metric):
+    name = "questions"
+    title = "questions"
+    summary = "a toy metric for the registry test: the share of texts that end with a question mark"
+    columns = (("question_share", "question_share"),)
+    reading = "just a share"
+    charted = True
+
+    def compute(self, data: MetricInput) -> dict[str, float]:
+        return {"question_share": sum(text.rstrip().endswith("?") for text in data.texts) / max(1, len(data.texts))}
+
+
 @pytest.fixture
 def toys() -> Iterator[None]:
     METHODS.register(EchoMethod)
     CHECKS.register(ShoutCheck)
     TRAINERS.register(MajorityTrainer)
+    METRICS.register(ShareOfQuestionsMetric)
     yield
     METHODS.unregister("echo")
     CHECKS.unregister("shout")
     TRAINERS.unregister("majority")
+    METRICS.unregister("questions")
 
 
 SAMPLING = SamplingParams()
@@ -203,6 +217,7 @@ def test_a_trainer_is_offered_by_eval_and_the_metrics_page(toys: None, home: Pat
     code, out, err = run_cli(capsys, home, "eval", DEMO_PROJECT, "--trainer", "majority", "--tie", "last")
     assert code == 0, err
     assert "micro-F1 real majority" in out and "0.500" in out  # 50 ham, 50 spam held out: one label always
+    assert "question_share" in out and "questions: just a share" in out  # the toy metric: its row and legend
     with Store.open(home / f"{DEMO_PROJECT}.duckdb") as store:
         (downstream,) = [e for e in store.evaluations().itertuples() if e.kind == "downstream"]
         assert json.loads(downstream.params)["trainer_options"] == {"tie": "last"}
@@ -211,3 +226,5 @@ def test_a_trainer_is_offered_by_eval_and_the_metrics_page(toys: None, home: Pat
     at.selectbox(key="metrics_trainer").set_value("majority").run()
     assert at.radio(key="metrics_majority_tie").options == ["first", "last"]
     assert not at.exception, [e.value for e in at.exception]
+    assert "question_share" in at.dataframe[0].value.columns  # computed by eval above, read from the cache
+    assert any("questions: just a share" in c.value for c in at.caption)

@@ -120,6 +120,7 @@ def eval_command(
         subject_names,
     )
     from datagen_core.evaluation.evaluator import REAL, Evaluation, Evaluator, TextSet, comparison_table
+    from datagen_core.evaluation.set_metrics import legend
 
     if json_out is not None and json_out.is_dir():
         raise DatagenError(f"--json {json_out} is a folder; name the file to write")
@@ -156,8 +157,7 @@ def eval_command(
     table = comparison_table(results)
     table["subject"] = table["subject"].map(names)
     _print_frame("metrics", table.set_index("subject").T.reset_index(names="metric"))
-    out.print("APS, self-BLEU: lower is more diverse; remote-clique, vocabulary, distinct-n: higher is; CMD: lower "
-              "is closer to the real seeds; F1 on the held-out real data", style="dim")
+    out.print(f"{legend()} · F1: on the held-out real data", style="dim", markup=False, highlight=False)
     per_label = {ev.subject: ev.result["cmd_per_label"] for ev in results
                  if ev.kind == "metrics" and ev.subject != REAL}
     if per_label:

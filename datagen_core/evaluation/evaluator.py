@@ -22,6 +22,7 @@ import pandas as pd
 from datagen_core.embed import Embedder
 from datagen_core.errors import DatagenError
 from datagen_core.evaluation import metrics
+from datagen_core.evaluation.set_metrics import METRICS, MetricInput
 from datagen_core.evaluation.trainers import TRAINERS, LabelledTexts, ProgressFn, Trainer, TrainerContext
 from datagen_core.records import text_hash
 from datagen_core.store import Store
@@ -80,27 +81,6 @@ def heldout_set(store: Store) -> TextSet:
 
 
 # ------------------------------------------------------------------ intrinsic metrics
-@dataclass(frozen=True)
-class IntrinsicMetrics:
-    """Diversity of a set and its distance to the real seeds; `cmd` is None for the real seeds themselves."""
-
-    n: int
-    aps: float
-    aps_intra: float
-    aps_inter: float
-    cmd: float | None
-    cmd_per_label: dict[str, float]
-    vocabulary: int
-    remote_clique: float
-    self_bleu: float
-    self_bleu_sampled: int
-    distinct_1: float
-    distinct_2: float
-    label_counts: dict[str, int]
-    length_counts: list[tuple[int, int]]  # (words, texts), ascending
-    mean_length: float
-
-
 def intrinsic_metrics(
     subject: TextSet,
     vectors: np.ndarray,
@@ -108,37 +88,18 @@ def intrinsic_metrics(
     reference_vectors: np.ndarray | None,
     bleu_sample: int = 500,
     seed: int = 0,
-) -> IntrinsicMetrics:
-    """All SPEC §4 set metrics; CMD overall and per label against `reference` (the real seeds)."""
-    labels = np.asarray(subject.labels)
-    cmd_all: float | None = None
-    per_label: dict[str, float] = {}
-    if reference is not None and reference_vectors is not None and len(subject) and len(reference):
-        cmd_all = metrics.cmd(vectors, reference_vectors)
-        reference_labels = np.asarray(reference.labels)
-        for label in dict.fromkeys(subject.labels):
-            mine, theirs = labels == label, reference_labels == label
-            if theirs.any():
-                per_label[label] = metrics.cmd(vectors[mine], reference_vectors[theirs])
-    bleu = metrics.self_bleu(subject.texts, sample=bleu_sample, seed=seed)
+) -> dict[str, Any]:
+    """Every registered set metric's fields (CMD against `reference`, the real seeds; None for the real seeds
+    themselves) and the set's size, label and length distributions."""
+    data = MetricInput(subject.texts, subject.labels, vectors, reference.labels if reference is not None else None,
+                       reference_vectors, bleu_sample, seed)
     lengths = [len(metrics.tokens(t)) for t in subject.texts]
-    return IntrinsicMetrics(
-        n=len(subject),
-        aps=metrics.aps(vectors),
-        aps_intra=metrics.aps(vectors, subject.labels, "intra"),
-        aps_inter=metrics.aps(vectors, subject.labels, "inter"),
-        cmd=cmd_all,
-        cmd_per_label=per_label,
-        vocabulary=metrics.vocabulary_size(subject.texts),
-        remote_clique=metrics.remote_clique(vectors),
-        self_bleu=bleu.value,
-        self_bleu_sampled=bleu.sampled,
-        distinct_1=metrics.distinct_n(subject.texts, 1),
-        distinct_2=metrics.distinct_n(subject.texts, 2),
-        label_counts=dict(Counter(subject.labels)),
-        length_counts=sorted(Counter(lengths).items()),
-        mean_length=float(np.mean(lengths)) if lengths else float("nan"),
-    )
+    result: dict[str, Any] = {"n": len(subject)}
+    for metric in METRICS.values():
+        result.update(metric().compute(data))
+    return {**result, "label_counts": dict(Counter(subject.labels)),
+            "length_counts": sorted(Counter(lengths).items()),  # (words, texts), ascending
+            "mean_length": float(np.mean(lengths)) if lengths else float("nan")}
 
 
 # ------------------------------------------------------------------ downstream F1
@@ -266,13 +227,13 @@ class Evaluator:
         if not len(data):
             raise DatagenError(f"{subject} has no samples to measure")
         params = {"subject": subject, "data": data.fingerprint, "reference": real.fingerprint,
-                  "embed_model": self.embedder.name, "bleu_sample": bleu_sample, "seed": seed}
+                  "embed_model": self.embedder.name, "bleu_sample": bleu_sample, "seed": seed,
+                  "metrics": list(METRICS.names())}  # a newly registered metric is computed, not missing
 
         def compute() -> dict[str, Any]:
             reference = None if subject == REAL else real
             reference_vectors = None if reference is None else self.encode(real.texts)
-            return asdict(intrinsic_metrics(data, self.encode(data.texts), reference, reference_vectors,
-                                            bleu_sample, seed))
+            return intrinsic_metrics(data, self.encode(data.texts), reference, reference_vectors, bleu_sample, seed)
 
         return self._cached("metrics", subject, params, compute, refresh)
 
@@ -323,10 +284,10 @@ def comparison_table(evaluations: Sequence[Evaluation]) -> pd.DataFrame:
         row = rows.setdefault(ev.subject, {"subject": ev.subject})
         result = ev.result
         if ev.kind == "metrics":
-            row.update(n=result["n"], APS=result["aps"], APS_intra=result["aps_intra"], APS_inter=result["aps_inter"],
-                       CMD=result["cmd"], vocabulary=result["vocabulary"], remote_clique=result["remote_clique"],
-                       self_BLEU=result["self_bleu"], distinct_1=result["distinct_1"],
-                       distinct_2=result["distinct_2"], mean_words=result["mean_length"])
+            row["n"] = result["n"]
+            row.update({title: result.get(field) for metric in METRICS.values()
+                        for field, title in metric.columns})
+            row["mean_words"] = result["mean_length"]
         else:
             name = f"{result['mode']} {result['trainer']}"
             if result["mode"] == "mixed" and ev.params.get("mix_ratio") is not None:
