@@ -50,8 +50,8 @@ def write_texts(store: Store, texts: list[str], label: str) -> None:
     ids = store.allocate_sample_ids(len(texts))
     store.write_offspring([
         NewSample(id=i, run_id="r1", label=label, text=text, method="test", parent_ids=(), gene_split=None,
-                  prompt="=prompt", model="m", sampling={"temperature": 1.0}, raw_response=text, llm_call_id="c", prompt_tokens=0,
-                  completion_tokens=0, requested_at=utcnow())
+                  prompt="=prompt", model="m", sampling={"temperature": 1.0}, raw_response=text, llm_call_id="c",
+                  prompt_tokens=0, completion_tokens=0, requested_at=utcnow())
         for i, text in zip(ids, texts, strict=True)], [], {}, "none")
 
 
