@@ -22,7 +22,7 @@ from datagen_core.registry import CHECKS, METHODS
 from datagen_core.store import RESUMABLE_STATUSES, RunInfo, SampleFilter, Store
 from studio import state
 from studio.options_form import merged_fields, option_widget, options_inputs, shared_options_inputs
-from studio.render import gene_split, genes_text, parent_ids, quoted
+from studio.render import gene_split, genes_text, md, parent_ids, quoted
 
 LIVE_SECONDS = 2.0  # how often the feed redraws while a job is active
 CARDS = 6  # newest offspring shown as cards
@@ -141,8 +141,8 @@ def controls(store: Store, run: RunInfo, snap: JobSnapshot | None, llm_config: L
             and state.attempt(lambda: runs.top_up(store, run.id, llm_config)) is not None:
         st.rerun()
     if can_resume and run.llm.get("model") != llm_config.model:
-        st.caption(f"Resuming uses this session's model **{llm_config.model}**; the run started with "
-                   f"**{run.llm.get('model')}**.")
+        st.caption(f"Resuming uses this session's model **{md(llm_config.model)}**; the run started with "
+                   f"**{md(run.llm.get('model'))}**.")
 
 
 def checks_text(config: RunConfig) -> str:
@@ -174,11 +174,11 @@ def progress_bars(store: Store, run: RunInfo, snap: JobSnapshot | None) -> None:
         live = snap.progress.get(label) if snap is not None else None
         failed, in_flight = (live.failed, live.in_flight if snap.active else 0) if live is not None else (0, 0)
         st.progress(min(kept / target, 1.0),
-                    text=f"**{label}**: {kept}/{target} kept · {filtered} filtered · {failed} failed · "
+                    text=f"**{md(label)}**: {kept}/{target} kept · {filtered} filtered · {failed} failed · "
                          f"{in_flight} in flight")
     reasons = sorted(store.filtered_counts(run.id).items(), key=lambda item: (-item[1], item[0]))
     if reasons:
-        st.caption("Filtered: " + " · ".join(f"{reason} {count}" for reason, count in reasons))
+        st.caption("Filtered: " + " · ".join(f"{md(reason)} {count}" for reason, count in reasons))
 
 
 def compact(count: float) -> str:
@@ -213,14 +213,14 @@ def messages(run: RunInfo, snap: JobSnapshot | None) -> None:
     """The job's error and recent warnings (retries that gave up, refusals, exhausted labels)."""
     error = (snap.error if snap is not None else None) or run.error
     if error:
-        st.error(f"Run {run.id}: {error}", icon="⚠️")
+        st.error(f"Run {run.id}: {md(error)}", icon="⚠️")
     if snap is None or not snap.messages:
         return
     notable = [m for m in snap.messages if m.level in ("warning", "error")]
     with st.expander(f"Messages ({len(notable)} warnings or errors, {len(snap.messages)} in all)",
                      expanded=bool(notable) and not snap.active):
         for message in reversed(snap.messages[-30:]):
-            st.caption(f"{message.at:%H:%M:%S} · {message.level} · {message.text}")
+            st.caption(f"{message.at:%H:%M:%S} · {message.level} · {md(message.text)}")
 
 
 def offspring_card(row: pd.Series, parents: dict[int, pd.Series]) -> None:
@@ -230,9 +230,9 @@ def offspring_card(row: pd.Series, parents: dict[int, pd.Series]) -> None:
     genetic = row["method"] == "genetic"
     details = json.loads(row["details"]) if isinstance(row["details"], str) and row["details"] else {}
     with st.container(border=True):
-        head = f"**#{row['id']}** · {row['label']} · {row['status']}"
+        head = f"**#{row['id']}** · {md(row['label'])} · {row['status']}"
         if isinstance(row["filter_reason"], str) and row["filter_reason"]:
-            head += f" · :orange[filtered: {row['filter_reason']}]"
+            head += f" · :orange[filtered: {md(row['filter_reason'])}]"
         st.markdown(head)
         st.markdown(quoted(row["text"]))
         if "original_text" in details:
@@ -244,7 +244,7 @@ def offspring_card(row: pd.Series, parents: dict[int, pd.Series]) -> None:
         else:
             asked = {k: v for k, v in details.items() if k in ("topic", "attributes", "k")}
             st.caption(f"{METHODS.title(row['method'])}"
-                       + "".join(f" · {key}: {value}" for key, value in asked.items()))
+                       + "".join(f" · {key}: {md(value)}" for key, value in asked.items()))
         ids = parent_ids(row["parent_ids"])
         columns = st.columns(max(1, min(len(ids), 3)))
         for position, (column, parent_id) in enumerate(zip(columns, ids, strict=False), start=1):
@@ -280,7 +280,7 @@ def live_feed(run_id: str, live: bool) -> None:
     snap = job.snapshot() if job is not None else None
     if live and (snap is None or not snap.active):
         st.rerun()  # the job just ended: redraw the page so the feed stops ticking and buttons update
-    st.caption(run_settings(run))
+    st.caption(md(run_settings(run)))
     controls(store, run, snap, state.llm_config())
     messages(run, snap)
     progress_bars(store, run, snap)

@@ -7,6 +7,7 @@ import streamlit as st
 from datagen_core.export import dataset_card, export_bytes, export_frame
 from datagen_core.store import RunInfo
 from studio import state
+from studio.render import md
 
 ALL_RUNS = "all runs"
 STATUSES = {"all statuses": None, "accepted only": "accepted", "pending only": "pending", "rejected only": "rejected"}
@@ -46,7 +47,7 @@ def main() -> None:
 
     counts = frame["label"].value_counts()
     st.metric("Samples in this export", len(frame))
-    st.caption(" · ".join(f"{label}: {n}" for label, n in counts.items()))
+    st.caption(" · ".join(f"{md(label)}: {n}" for label, n in counts.items()))
     stem = f"{project}-{run_id or 'all'}-{(STATUSES[status_choice] or 'all')}"
     columns = st.columns(len(FORMATS) + 1)
     for column, (title, fmt, mime) in zip(columns, FORMATS, strict=False):

@@ -12,6 +12,7 @@ from datagen_core.config import Gene, GeneSet
 from datagen_core.proposals.genes import constraints_from_text, genes_from_rows, propose_genes
 from datagen_core.proposals.values import propose_attribute_values, propose_topics, save_values
 from studio import state
+from studio.render import code, md
 
 EDITOR_KEY = "gene_editor"
 CONSTRAINTS_KEY = "gene_constraints"
@@ -34,14 +35,20 @@ def genes_table(genes: tuple[Gene, ...]) -> pd.DataFrame:
                          "description": pd.Series([g.description for g in genes], dtype="string")})
 
 
+def version_line(gene_set: GeneSet) -> str:
+    """The version in bold, its source and note (which may name a model) as written."""
+    return (f"**Version {gene_set.version}** · {md(gene_set.source)}"
+            + (f" · {md(gene_set.note)}" if gene_set.note else ""))
+
+
 def show_current(current: GeneSet | None) -> None:
     if current is None:
         st.info("This project has no genes yet: propose them with the LLM or type them in the table below.")
         return
-    st.markdown(f"**Version {current.version}** · {current.source}" + (f" · {current.note}" if current.note else ""))
+    st.markdown(version_line(current))
     st.dataframe(genes_table(current.genes).drop(columns="position"), hide_index=True)
     if current.constraints:
-        st.markdown("Constraints:\n" + "\n".join(f"- {c}" for c in current.constraints))
+        st.markdown("Constraints:\n" + "\n".join(f"- {md(c)}" for c in current.constraints))
     else:
         st.caption("No constraints.")
 
@@ -51,8 +58,8 @@ def propose_section(current: GeneSet | None) -> None:
     config = state.llm_config()
     left, right = st.columns([1, 3], vertical_alignment="bottom")
     count = left.number_input("How many", min_value=2, max_value=6, value=4, key="propose_count")
-    if right.button("Propose genes with the LLM", help=f"One structured call to {config.model}"):
-        with st.spinner(f"Asking {config.model} for {count} genes…"), state.user_errors():
+    if right.button("Propose genes with the LLM", help=f"One structured call to {md(config.model)}"):
+        with st.spinner(f"Asking {md(config.model)} for {count} genes…"), state.user_errors():
             genes = propose_genes(state.store(), config, int(count))
             saved = state.store().add_gene_set(genes, "llm", note=f"proposed by {config.model}",
                                                constraints=current.constraints if current else ())
@@ -98,12 +105,11 @@ def history_section(sets: list[GeneSet]) -> None:
         if len(sets) < 2:
             st.caption("Only one version so far.")
         for gene_set in reversed(sets[:-1]):
-            st.markdown(f"**Version {gene_set.version}** · {gene_set.source}"
-                        + (f" · {gene_set.note}" if gene_set.note else ""))
-            st.markdown("\n".join(f"- {g.name}" + (f": {g.description}" if g.description else "")
+            st.markdown(version_line(gene_set))
+            st.markdown("\n".join(f"- {md(g.name)}" + (f": {md(g.description)}" if g.description else "")
                                   for g in gene_set.genes) or "_no genes_")
             if gene_set.constraints:
-                st.caption("Constraints: " + "; ".join(gene_set.constraints))
+                st.caption("Constraints: " + "; ".join(md(c) for c in gene_set.constraints))
 
 
 VALUE_KINDS = {"topics": ("label", "Topics per label (for the zero-shot topic method)"),
@@ -119,7 +125,7 @@ def values_section(kind: str, keys: list[str]) -> None:
             st.caption(f"No {what}s yet.")
             return
         if st.button(f"Propose {kind} with the LLM", key=f"propose_{kind}"):
-            with st.spinner(f"Asking {state.llm_config().model} for {kind}…"), state.user_errors():
+            with st.spinner(f"Asking {md(state.llm_config().model)} for {kind}…"), state.user_errors():
                 store = state.store()
                 proposed = (propose_topics(store, state.llm_config()) if kind == "topics"
                             else propose_attribute_values(store, state.llm_config()))
@@ -129,7 +135,7 @@ def values_section(kind: str, keys: list[str]) -> None:
                 st.session_state[FLASH_KEY] = f"Saved {kind} version {saved.version}."
                 st.rerun()
         with st.form(f"edit_{kind}"):
-            edited = {key: st.text_area(f"{what.capitalize()} `{key}` (one per line)",
+            edited = {key: st.text_area(f"{what.capitalize()} {code(key)} (one per line)",
                                         value="\n".join(current.items.get(key, ())) if current else "",
                                         key=f"{kind}_{state.project_name()}_{i}", height=100)
                       for i, key in enumerate(keys)}

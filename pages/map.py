@@ -17,7 +17,7 @@ from datagen_core.projection import EmbeddingMap
 from datagen_core.store import SAMPLE_STATUSES, SampleFilter, Store
 from studio import state
 from studio.map_chart import figure
-from studio.render import ORIGINS, parent_ids, quoted
+from studio.render import ORIGINS, md, parent_ids, quoted
 
 CHART_KEY = "map_chart"
 FOCUS_KEY = "map_focus"
@@ -78,12 +78,17 @@ def lineage_of(emap: EmbeddingMap, focus: int | None) -> pd.DataFrame | None:
     return pd.concat([found, *ordered], ignore_index=True)
 
 
+def genes(split: dict[str, list[str]], role: str) -> str:
+    """The gene names of one role of a gene split, as written ("—" for none)."""
+    return ", ".join(md(gene) for gene in split.get(role, [])) or "—"
+
+
 def focus_panel(store: Store, lineage: pd.DataFrame) -> None:
     """The selected sample, its parents side by side and which genes each parent gave."""
     child = lineage.iloc[0]
     sample = store.samples_by_ids([int(child["id"])]).iloc[0]
     head, clear = st.columns([5, 1])
-    head.markdown(f"**Selected #{int(child['id'])}** · {child['label']} · {child['origin']} · {child['status']}")
+    head.markdown(f"**Selected #{int(child['id'])}** · {md(child['label'])} · {child['origin']} · {child['status']}")
     clear.button("Clear selection", key="map_clear", on_click=clear_focus)
     if len(lineage) == 1:
         st.markdown(quoted(str(child["text"])))
@@ -92,18 +97,16 @@ def focus_panel(store: Store, lineage: pd.DataFrame) -> None:
     split = json.loads(sample["gene_split"]) if isinstance(sample["gene_split"], str) else {}
     columns = st.columns(3)
     with columns[0]:
-        st.caption(f"Offspring · mutated: {', '.join(split.get('mutated', [])) or '—'}")
+        st.caption(f"Offspring · mutated: {genes(split, 'mutated')}")
         st.markdown(quoted(str(child["text"])))
     for position, (column, (_, parent)) in enumerate(zip(columns[1:], lineage.iloc[1:].iterrows(), strict=False),
                                                       start=1):
         with column:
-            genes = ", ".join(split.get(f"parent{position}", [])) or "—"
-            st.caption(f"Parent {position} · #{int(parent['id'])} · {parent['origin']} · gives: {genes}")
+            st.caption(f"Parent {position} · #{int(parent['id'])} · {parent['origin']} · gives: "
+                       f"{genes(split, f'parent{position}')}")
             st.markdown(quoted(str(parent["text"])))
-    st.markdown(
-        f"Gene split: from parent 1 **{', '.join(split.get('parent1', [])) or '—'}** · from parent 2 "
-        f"**{', '.join(split.get('parent2', [])) or '—'}** · mutated **{', '.join(split.get('mutated', [])) or '—'}**"
-    )
+    st.markdown(f"Gene split: from parent 1 **{genes(split, 'parent1')}** · from parent 2 "
+                f"**{genes(split, 'parent2')}** · mutated **{genes(split, 'mutated')}**")
 
 
 def main() -> None:

@@ -15,12 +15,23 @@ from datagen_core.errors import DatagenError
 from datagen_core.ingest import MIN_EXAMPLES_PER_LABEL, clean_examples, prepare_project, read_upload, split_heldout
 from datagen_core.llm import check_connection
 from studio import state
-from studio.render import default_column
+from studio.render import code, default_column, md
 
 EMBEDDED = "Embedded (SmolLM2-135M, offline)"
 ENDPOINT = "OpenAI-compatible endpoint"
 FLASH_KEY = "project_flash"
 LLM_PROBLEM_KEY = "project_llm_problem"
+#: How long an endpoint is waited for and how often asked again (the CLI's --first-byte-timeout, --timeout,
+#: --retries, --give-up-after): LLMConfig field -> widget title and help.
+LIMITS = {
+    "first_byte_timeout_s": ("First byte within (s)", "A request with no byte of answer after this long is a timeout "
+                             "(for a non-streamed answer this bounds the whole generation)."),
+    "timeout_s": ("Whole request within (s)", "The longest a request may take, answer included."),
+    "max_retries": ("Retries", "Attempts after the first one for a transient fault: 429, 5xx, timeout, dropped "
+                    "connection."),
+    "give_up_after_s": ("Give up after (s)", "A run stops (resumable) when the endpoint has answered nothing for this "
+                        "long while requests were waiting."),
+}
 
 
 def switch_to(name: str) -> None:
@@ -32,7 +43,7 @@ def switch_to(name: str) -> None:
 def on_open() -> None:
     name = st.session_state["open_choice"]
     switch_to(name)
-    st.session_state[FLASH_KEY] = f"Opened **{name}**."
+    st.session_state[FLASH_KEY] = f"Opened **{md(name)}**."
 
 
 def open_section() -> None:
@@ -75,13 +86,13 @@ def create_section() -> None:
         return
     counts = examples["label"].value_counts(sort=False)
     st.success(f"{len(examples)} usable examples in {len(counts)} labels: "
-               + ", ".join(f"{label} ({n})" for label, n in counts.items()))
+               + ", ".join(f"{md(label)} ({n})" for label, n in counts.items()))
     fraction = st.slider("Hold out for evaluation", min_value=0.0, max_value=0.8, value=0.2, step=0.05,
                          key="new_heldout",
                          help="This share of each label becomes held-out test data: never a seed, so the Metrics "
                               "page can score classifiers on real examples the generator never saw.")
     seeds, held = split_heldout(examples, fraction)
-    held_counts = ", ".join(f"{label} {n}" for label, n in held["label"].value_counts(sort=False).items())
+    held_counts = ", ".join(f"{md(label)} {n}" for label, n in held["label"].value_counts(sort=False).items())
     st.caption(f"{len(seeds)} seed(s) for the generator, {len(held)} held out for evaluation"
                + (f" ({held_counts})." if held_counts else ".")
                + f" Every label keeps at least {MIN_EXAMPLES_PER_LABEL} seeds.")
@@ -92,7 +103,7 @@ def create_section() -> None:
                              help="What the classifier decides; every prompt names it.")
         text_kind = st.text_input("What one sample is", key="new_kind", placeholder="e.g. SMS message, question")
         st.caption("Label descriptions (optional; they tell the model what each label means)")
-        descriptions = {label: st.text_input(f"Label `{label}`", key=f"new_desc_{i}")
+        descriptions = {label: st.text_input(f"Label {code(label)}", key=f"new_desc_{i}")
                         for i, label in enumerate(counts.index)}
         submitted = st.form_submit_button("Create project", type="primary")
     if submitted:
@@ -105,17 +116,20 @@ def create_section() -> None:
             switch_to(new.spec.name)
             st.session_state.pop("upload", None)
             held = 0 if new.heldout is None else len(new.heldout)
-            st.session_state[FLASH_KEY] = (f"Created and opened **{new.spec.name}** ({len(new.examples)} examples, "
+            st.session_state[FLASH_KEY] = (f"Created and opened **{md(new.spec.name)}** ({len(new.examples)} examples, "
                                            f"{held} held out for evaluation).")
             st.rerun()
 
 
 def details_section() -> None:
     """The open project's task, sample kind and label descriptions, all of which go into the prompts."""
-    store = state.store()
+    store = state.opened_store()
+    if store is None:  # held by a CLI run or broken: the other sections stay usable
+        return
     project = store.project()
-    st.subheader(f"Project {project.name}")
-    st.caption(f"Created {project.created_at:%Y-%m-%d %H:%M} UTC from {project.source_file or 'an unknown source'}.")
+    st.subheader(f"Project {md(project.name)}")
+    source = md(project.source_file) if project.source_file else "an unknown source"
+    st.caption(f"Created {project.created_at:%Y-%m-%d %H:%M} UTC from {source}.")
     counts = store.real_counts()
     held = store.heldout_counts()
     labels = store.labels()
@@ -133,7 +147,7 @@ def details_section() -> None:
                                     key=f"min_words_{project.name}",
                                     help="Generated texts with fewer words never count (filtered as too_short); "
                                          "1 also accepts one-word texts. Runs read it when they start or resume.")
-        descriptions = {lb.name: st.text_input(f"Label `{lb.name}`", value=lb.description,
+        descriptions = {lb.name: st.text_input(f"Label {code(lb.name)}", value=lb.description,
                                                key=f"desc_{project.name}_{i}")
                         for i, lb in enumerate(labels)}
         saved = st.form_submit_button("Save details")
@@ -158,9 +172,16 @@ def config_from_widgets() -> LLMConfig:
     model = st.session_state.get("llm_model", "").strip()
     if not model:
         raise DatagenError("an OpenAI-compatible endpoint needs a model name (e.g. gpt-4o-mini)")
-    return LLMConfig(backend="openai", base_url=st.session_state.get("llm_url", "").strip() or None, model=model,
-                     max_in_flight=int(st.session_state.get("llm_in_flight", 16)),
-                     session_api_key=SecretStr(key) if key else None)
+    limits = {name: value for name in LIMITS if (value := st.session_state.get(f"llm_{name}")) is not None}
+    try:
+        return LLMConfig(backend="openai", base_url=st.session_state.get("llm_url", "").strip() or None, model=model,
+                         max_in_flight=int(st.session_state.get("llm_in_flight", 16)),
+                         session_api_key=SecretStr(key) if key else None, **limits)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        if first["loc"] and first["loc"][0] in LIMITS:  # pydantic's message alone does not say which field
+            raise DatagenError(f"{LIMITS[str(first['loc'][0])][0]}: {first['msg'].lower()}") from None
+        raise
 
 
 def on_apply_llm() -> None:
@@ -170,6 +191,16 @@ def on_apply_llm() -> None:
         st.session_state[LLM_PROBLEM_KEY] = False
     except (DatagenError, ValidationError):
         st.session_state[LLM_PROBLEM_KEY] = True  # the page draws why, where the settings are
+
+
+def limits_inputs(current: LLMConfig) -> None:
+    """The endpoint's timeouts and retries, from this session's config; LLMConfig checks them on apply."""
+    with st.expander("Advanced: timeouts and retries"):
+        columns = st.columns(len(LIMITS))
+        for column, (name, (title, help_text)) in zip(columns, LIMITS.items(), strict=True):
+            value = getattr(current, name)
+            column.number_input(title, value=value, step=1 if isinstance(value, int) else 10.0, key=f"llm_{name}",
+                                help=help_text)
 
 
 def llm_section() -> None:
@@ -193,6 +224,7 @@ def llm_section() -> None:
                    f"of the studio's process; it {env_note}. Local servers (vLLM, Ollama) accept any key.")
         st.number_input("Requests in flight", min_value=1, max_value=4096,
                         value=current.max_in_flight if openai else 16, key="llm_in_flight")
+        limits_inputs(current)
     else:
         st.caption("SmolLM2-135M-Instruct runs offline in a process of its own (a crash there never takes the "
                    "studio down): demo quality, about 1 offspring/s.")
@@ -205,10 +237,10 @@ def llm_section() -> None:
         return
     if test:
         config = state.llm_config()
-        with st.spinner(f"Asking {config.model}…"):
+        with st.spinner(f"Asking {md(config.model)}…"):
             line = state.attempt(lambda: check_connection(config))
         if line is not None:
-            st.success(f"Connected: {line}")
+            st.success(f"Connected: {md(line)}")
 
 
 def system_section() -> None:

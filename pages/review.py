@@ -22,7 +22,7 @@ from datagen_core.registry import CHECKS
 from datagen_core.store import SAMPLE_STATUSES, SampleFilter, SampleOrder, Store
 from studio import state
 from studio.options_form import options_inputs
-from studio.render import ORIGINS, parent_ids
+from studio.render import ORIGINS, md, parent_ids
 
 ACTOR = "studio"
 PAGE_SIZES = (10, 25, 50, 100, 200)
@@ -47,13 +47,14 @@ def reset_editor() -> None:
 
 
 def flash(level: str, message: str) -> None:
-    """A message for the next draw (actions run in callbacks, before the page is drawn)."""
+    """A message for the next draw (actions run in callbacks, before the page is drawn); shown as written, since
+    it may quote a label or an error."""
     st.session_state.setdefault(FLASH_KEY, []).append((level, message))
 
 
 def show_flash() -> None:
     for level, message in st.session_state.pop(FLASH_KEY, []):
-        {"success": st.success, "error": st.error, "warning": st.warning}.get(level, st.info)(message)
+        {"success": st.success, "error": st.error, "warning": st.warning}.get(level, st.info)(md(message))
 
 
 # -------------------------------------------------------------------------- filters
@@ -182,7 +183,7 @@ def one_by_one(store: Store, page: pd.DataFrame, labels: list[str]) -> None:
                     f"{', '.join(split['parent2']) or '—'}; mutated: {', '.join(split['mutated']) or '—'}")
     if isinstance(row["filter_reason"], str):
         lineage += f" · filtered: {row['filter_reason']}"
-    st.caption(lineage)
+    st.caption(md(lineage))
     with st.form(f"review_one_{sample_id}"):
         st.text_area("Text", value=row["text"], key=f"review_text_{sample_id}", height=110)
         left, right = st.columns(2)
@@ -240,7 +241,7 @@ def quality_checks(store: Store, chosen: SampleFilter) -> None:
         st.caption("Checks judge generated samples that are pending or accepted (real seeds and rejected samples "
                    "are left alone). Rejected samples stay in the store, marked with the reason; corrections are "
                    "edits with history."
-                   + (f" Uses this session's model ({state.llm_config().model})." if plugin.needs_llm else ""))
+                   + (f" Uses this session's model ({md(state.llm_config().model)})." if plugin.needs_llm else ""))
         if not st.button(f"Run on {total} sample(s)", key="review_check_run", disabled=total == 0):
             return
         llm = LLM.from_config(state.llm_config(), store) if plugin.needs_llm else None

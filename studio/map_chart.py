@@ -28,7 +28,7 @@ def figure(points: pd.DataFrame, label_order: list[str], lineage: pd.DataFrame |
     fig = go.Figure()
     for (label, origin), group in points.groupby(["label", "origin"], sort=False):
         fig.add_trace(scatter(
-            x=group["x"], y=group["y"], mode="markers", name=f"{label} · {origin}",
+            x=group["x"], y=group["y"], mode="markers", name=f"{html.escape(label)} · {origin}",
             marker={"color": colours.get(label, "#888888"), "symbol": SYMBOLS.get(origin, "circle"),
                     "size": 7 if origin == "real" else 9, "opacity": [0.35 if s == "rejected" else 0.85
                                                                       for s in group["status"]],

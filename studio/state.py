@@ -20,7 +20,9 @@ from pydantic import ValidationError
 from datagen_core.config import LLMConfig
 from datagen_core.errors import DatagenError
 from datagen_core.store import Store, default_home
+from datagen_core.store.connection import ProjectInUseError
 from datagen_core.workspace import Workspace
+from studio.render import code, md
 
 T = TypeVar("T")
 
@@ -54,8 +56,36 @@ def open_project(name: str) -> None:
     st.session_state[PROJECT_KEY] = name
 
 
-def store() -> Store:
+def open_problem() -> str | None:
+    """Why the session's project cannot be opened (held by another process, a broken or newer file), as one
+    markdown-safe line; None when it opens. Nothing is cached for a failure, so a reload tries again."""
+    name = project_name()
+    try:
+        workspace().store(name)
+    except ProjectInUseError as exc:
+        holder = f"PID {exc.pid}, " if exc.pid is not None else ""
+        return (f"Project {code(name)} is open in another process ({holder}likely a `datagen` CLI run): wait for "
+                "it to finish or stop it, then reload this page; or pick another project in the sidebar.")
+    except DatagenError as exc:
+        return f"Project {code(name)} cannot be opened: {md(' '.join(str(exc).split()))}"
+    return None
+
+
+def opened_store() -> Store | None:
+    """The session's project, or None after a line saying why it cannot be opened."""
+    if (problem := open_problem()) is not None:
+        st.error(problem, icon="⚠️")
+        return None
     return workspace().store(project_name())
+
+
+def store() -> Store:
+    """The session's project. One that cannot be opened stops the page after a line saying why, instead of an
+    exception; the sidebar, drawn first, still switches to another project."""
+    opened = opened_store()
+    if opened is None:
+        st.stop()
+    return opened
 
 
 def llm_config() -> LLMConfig:
@@ -75,9 +105,9 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except DatagenError as exc:
-        st.error(str(exc), icon="⚠️")
+        st.error(md(exc), icon="⚠️")
     except ValidationError as exc:
-        st.error(exc.errors()[0]["msg"].removeprefix("Value error, "), icon="⚠️")
+        st.error(md(exc.errors()[0]["msg"].removeprefix("Value error, ")), icon="⚠️")
 
 
 def attempt(action: Callable[[], T]) -> T | None:
@@ -100,13 +130,13 @@ def sidebar() -> None:
                      on_change=lambda: open_project(st.session_state[key]))
         config = llm_config()
         where = "embedded, offline" if config.backend == "embedded" else config.base_url
-        st.caption(f"Model: **{config.model}** ({where})")
-        active = ws.runs.active(store())
-        for job in active:
-            snap = job.snapshot()
-            st.caption(f"Run {snap.run_id}: {snap.state}, {snap.kept}/{snap.target}")
-        evaluation = ws.evaluations.job(store())
-        if evaluation is not None and (progress := evaluation.snapshot()).active:
-            st.caption(f"Evaluation: step {min(progress.done + 1, progress.total)} of {progress.total}")
+        st.caption(f"Model: **{md(config.model)}** ({md(where)})")
+        if open_problem() is None:  # else the page says why
+            for job in ws.runs.active(store()):
+                snap = job.snapshot()
+                st.caption(f"Run {snap.run_id}: {snap.state}, {snap.kept}/{snap.target}")
+            evaluation = ws.evaluations.job(store())
+            if evaluation is not None and (progress := evaluation.snapshot()).active:
+                st.caption(f"Evaluation: step {min(progress.done + 1, progress.total)} of {progress.total}")
         if os.environ.get("DATAGEN_HOME"):
-            st.caption(f"Projects in `{ws.home}`")
+            st.caption(f"Projects in {code(ws.home)}")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -12,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 from datagen_core.config import Label, ProjectSpec
 from datagen_core.errors import DatagenError
 from datagen_core.ingest import NewProject, prepare_project, read_upload
+from datagen_core.store import SCHEMA_VERSION, Store, project_path
 from datagen_core.workspace import Workspace
 
 from .loopback_server import LoopbackServer
@@ -265,3 +269,116 @@ def test_the_system_check_shows_the_latest_report_and_runs_again(studio: Studio,
     at.run()
     assert not errors(at) and any("Every check passed" in c.value for c in at.caption)
     assert at.code[-1].value.startswith("ok   home")
+
+
+def session_on(studio: Studio, project: str) -> AppTest:
+    """A new browser session that picked `project` in the sidebar, run once (AppTest sees the sidebar only on a
+    session's first run)."""
+    at = studio.app()
+    at.session_state["project"] = project
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert project in at.sidebar.selectbox(key=f"sidebar_project:{project}").options
+    return at
+
+
+def closed_project(home: Path, name: str) -> Path:
+    """A small project file the studio has not opened (as `datagen init` leaves one)."""
+    examples = pd.DataFrame({"text": ["where is Rome", "where is Oslo", "who wrote Emma", "who painted it"],
+                             "label": ["LOC", "LOC", "HUM", "HUM"]})
+    path = project_path(home, name)
+    with Store.create(path, ProjectSpec(name=name, task="question type"), [Label(name="LOC"), Label(name="HUM")],
+                      examples, "inline"):
+        return path
+
+
+def test_a_project_held_by_a_cli_run_is_one_line_and_another_can_be_picked(studio: Studio) -> None:
+    studio.open_page("pages/project.py")  # creates the folder and the demo
+    path = closed_project(studio.home, "held")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('ok', flush=True);"
+         " time.sleep(60)", str(path)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ok"
+        at = session_on(studio, "held")
+        (line,) = errors(at)
+        assert line.startswith("Project `held` is open in another process") and f"PID {holder.pid}" in line
+        assert "wait for it to finish or stop it" in line and "\n" not in line
+        # the rest of the Project page stays usable (create a project, choose the model), the sidebar switches
+        assert {"Open a project", "Language model", "Create a project"} <= set(subheaders(at))
+        at.sidebar.selectbox(key="sidebar_project:held").select("sms-spam-demo").run()
+        assert not at.exception and not errors(at) and at.session_state["project"] == "sms-spam-demo"
+        at.session_state["project"] = "held"
+        for page in ("pages/genes.py", "pages/evolve.py", "pages/review.py", "pages/export.py"):
+            at.switch_page(page).run()
+            assert not at.exception and errors(at) == [line], page
+    finally:
+        holder.kill()
+        holder.wait()
+    at.run()  # the CLI run is over: the project opens
+    assert not at.exception and not errors(at) and at.title[0].value == "Export"
+
+
+def newer_project(home: Path, name: str) -> None:
+    path = closed_project(home, name)
+    with duckdb.connect(str(path)) as connection:
+        connection.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION + 1)])
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda home, name: project_path(home, name).write_bytes(b"not a database" * 100),
+         "not a valid DuckDB database file"),
+        (lambda home, name: duckdb.connect(str(project_path(home, name))).close(), "is not a project file"),
+        (newer_project, f"written by a newer version of the studio (schema {SCHEMA_VERSION + 1}"),
+    ],
+    ids=["not-duckdb", "no-schema", "newer-schema"],
+)
+def test_a_broken_project_file_is_one_line_and_another_can_be_picked(
+        studio: Studio, make: Callable[[Path, str], object], reason: str) -> None:
+    studio.open_page("pages/project.py")  # creates the folder and the demo
+    make(studio.home, "broken")
+    at = session_on(studio, "broken")
+    (line,) = errors(at)
+    assert line.startswith("Project `broken` cannot be opened: ") and reason in line and "\n" not in line
+    at.sidebar.selectbox(key="sidebar_project:broken").select("sms-spam-demo").run()
+    assert not at.exception and not errors(at) and at.session_state["project"] == "sms-spam-demo"
+    at.session_state["project"] = "broken"
+    at.switch_page("pages/review.py").run()
+    assert not at.exception and errors(at) == [line]
+
+
+def test_endpoint_timeouts_and_retries_are_set_on_the_project_page(studio: Studio,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATAGEN_TIMEOUT", "42")  # the session's config reads it, so the widget starts there
+    at = studio.open_page("pages/project.py")
+    at.radio(key="llm_choice").set_value("OpenAI-compatible endpoint").run()
+    assert "Advanced: timeouts and retries" in [e.label for e in at.expander]
+    assert at.number_input(key="llm_timeout_s").value == 42.0
+    assert at.number_input(key="llm_max_retries").value == 5
+    at.text_input(key="llm_url").input("http://127.0.0.1:9/v1")
+    at.text_input(key="llm_model").input("some-model")
+    at.number_input(key="llm_first_byte_timeout_s").set_value(7.5)
+    at.number_input(key="llm_timeout_s").set_value(60.0)
+    at.number_input(key="llm_max_retries").set_value(2)
+    at.number_input(key="llm_give_up_after_s").set_value(90.0)
+    button(at, "Use this model").click()
+    at.run()
+    assert not at.exception and not errors(at)
+    config = at.session_state["llm_config"]
+    assert (config.first_byte_timeout_s, config.timeout_s, config.max_retries, config.give_up_after_s) == (
+        7.5, 60.0, 2, 90.0)
+
+    # a value LLMConfig refuses is one line naming the setting; the session keeps what it had
+    for key, value, message in (("llm_max_retries", 21, "Retries: input should be less than or equal to 20"),
+                                ("llm_first_byte_timeout_s", 0.0, "First byte within (s): input should be greater "
+                                                                  "than 0")):
+        at.number_input(key=key).set_value(value)
+        button(at, "Use this model").click()
+        at.run()
+        assert not at.exception and errors(at) == [message]
+        assert at.session_state["llm_config"] == config
+        at.number_input(key=key).set_value(getattr(config, key.removeprefix("llm_")))

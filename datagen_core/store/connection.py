@@ -51,9 +51,21 @@ def insert_rows(
         cur.unregister("incoming_rows")
 
 
-def _lock_holder(message: str) -> str:
+class ProjectInUseError(ProjectLockedError):
+    """The file's lock is held by process `pid` (None when DuckDB does not say): an interface can word its own
+    advice (the studio names the project and the likely holder) while the message stays the CLI's."""
+
+    def __init__(self, path: Path, pid: int | None) -> None:
+        holder = f" (process {pid})" if pid is not None else ""
+        super().__init__(f"project file {path} is in use by another process{holder}: "
+                         "stop the other run or close the studio, then try again")
+        self.path = path
+        self.pid = pid
+
+
+def _lock_holder(message: str) -> int | None:
     match = re.search(r"PID (\d+)", message)
-    return f" (process {match.group(1)})" if match else ""
+    return int(match.group(1)) if match else None
 
 
 class Connection:
@@ -70,10 +82,7 @@ class Connection:
             return duckdb.connect(str(path))
         except duckdb.IOException as exc:
             if "lock" in str(exc).lower():
-                raise ProjectLockedError(
-                    f"project file {path} is in use by another process{_lock_holder(str(exc))}: "
-                    "stop the other run or close the studio, then try again"
-                ) from None
+                raise ProjectInUseError(path, _lock_holder(str(exc))) from None
             raise DatagenError(f"cannot open project file {path}: {exc}") from None
 
     @classmethod
