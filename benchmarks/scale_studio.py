@@ -13,7 +13,7 @@ Two phases, since DuckDB lets one process at a time hold a project file:
 2. the studio from outside: a real `streamlit run app.py` on 127.0.0.1, driven by Playwright with Debian's
    Chromium. Each repetition is a fresh browser session that opens the scale project in the sidebar, then
    times, from the click to the page drawn and the script idle: the Review page's first render, a page turn
-   (Page + 1), the Map (projection already cached), the Export page (information); the last session also times
+   (Page 2, Enter), the Map (projection already cached), the Export page (information); the last session also times
    the bulk action through the UI (filters run B + NUM, Apply, Confirm: click to the "10000 sample(s) set to"
    message). Resident memory of the studio process and its children is sampled every 0.2 s throughout.
 
@@ -24,17 +24,12 @@ load; the studio's log is kept in the project folder (scale-studio.log).
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -44,7 +39,6 @@ from benchmarks._scale_common import (
     BULK_RUN,
     BULK_SIZE,
     PROJECT,
-    ROOT,
     Timing,
     load,
     table,
@@ -53,12 +47,11 @@ from benchmarks._scale_common import (
 )
 from datagen_core.export import export_frame, write_export
 from datagen_core.store import SampleFilter, Store, project_path
+from tests.browser import CHROMIUM, CHROMIUM_FLAGS, studio_process
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
+#: An endpoint is configured, so the studio starts no embedded model.
+STUDIO_ENV = {"DATAGEN_BASE_URL": "http://127.0.0.1:9/v1", "DATAGEN_MODEL": "scale-synthetic"}
+
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 WAIT_MS = 120_000
 BULK_STATUSES = ("accepted", "rejected", "pending")  # pending last: the project ends as it started
@@ -102,48 +95,6 @@ def store_phase(home: Path, repeat: int, rows: dict[str, Timing]) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- the studio
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def studio(home: Path, log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`streamlit run app.py` on a free 127.0.0.1 port (an endpoint configured, so no embedded model starts);
-    yields (URL, process) once /_stcore/health answers."""
-    port = free_port()
-    command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.address", "127.0.0.1",
-               "--server.port", str(port), "--server.headless", "true"]
-    env = {**os.environ, "DATAGEN_HOME": str(home), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "DATAGEN_BASE_URL": "http://127.0.0.1:9/v1", "DATAGEN_MODEL": "scale-synthetic"}
-    with log.open("w") as output:
-        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 120
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"the studio exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
-                try:
-                    with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                        if response.status == 200:
-                            break
-                except OSError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"the studio did not start:\n{log.read_text()[-3000:]}")
-                time.sleep(0.3)
-            yield url, proc
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-
-
 class PeakMemory:
     """The largest resident memory of a process tree, sampled in a thread; `phase` names what was going on."""
 
@@ -192,7 +143,7 @@ def open_session(browser: object, url: str) -> object:
     idle(page)
     page.get_by_test_id("stSidebar").get_by_label("Project").click()
     page.get_by_role("option", name=PROJECT, exact=True).click()
-    expect(page.get_by_test_id("stSidebar").get_by_text(PROJECT)).to_be_visible()
+    expect(page.get_by_role("heading", name=f"Project {PROJECT}")).to_be_visible()
     page.wait_for_timeout(300)
     idle(page)
     return page
@@ -208,7 +159,8 @@ def studio_phase(home: Path, repeat: int, rows: dict[str, Timing], memory_row: T
     from playwright.sync_api import sync_playwright
 
     log = home / "scale-studio.log"
-    with studio(home, log) as (url, proc), PeakMemory(proc.pid) as memory, sync_playwright() as p:
+    with (studio_process(home, STUDIO_ENV, log) as (url, proc), PeakMemory(proc.pid) as memory,
+          sync_playwright() as p):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         try:
             for _ in range(repeat):
@@ -222,8 +174,9 @@ def studio_phase(home: Path, repeat: int, rows: dict[str, Timing], memory_row: T
                 count = page.get_by_text(re.compile(r"sample\(s\) match · showing"))
                 rows["review_first"].note = count.inner_text().split(" · showing")[0].replace("**", "")
 
+                page.get_by_label("Page", exact=True).fill("2")
                 started = time.perf_counter()
-                page.get_by_test_id("stNumberInputStepUp").click()
+                page.get_by_label("Page", exact=True).press("Enter")
                 rows["page_turn"].values.append(until(page, page.get_by_text(re.compile(r"· page 2 of \d+")),
                                                       started))
 
@@ -253,15 +206,17 @@ def studio_phase(home: Path, repeat: int, rows: dict[str, Timing], memory_row: T
             idle_after.wait_for()
             idle(page)
             for label, option in (("Run", BULK_RUN), ("Label", BULK_LABEL)):
-                page.get_by_label(label, exact=True).first.click()
+                page.get_by_role("combobox", name=label, exact=True).first.click()
                 page.get_by_role("option", name=option, exact=True).click()
                 page.keyboard.press("Escape")
                 page.wait_for_timeout(300)
                 idle(page)
             page.get_by_text(re.compile(rf"\*?\*?{BULK_SIZE}\*?\*? sample\(s\) match")).wait_for()
             for status in BULK_STATUSES[:repeat] if repeat <= 3 else BULK_STATUSES * (repeat // 3):
-                page.get_by_test_id("stSelectbox").filter(has=page.locator("[aria-label*='Set status']")).click() \
-                    if page.locator("[aria-label*='Set status']").count() else page.get_by_label("Set status").click()
+                box = page.get_by_role("combobox", name="Set status")
+                box.click()
+                if not page.get_by_role("listbox").is_visible():  # the first click may only focus it
+                    box.click()
                 page.get_by_role("option", name=status, exact=True).click()
                 page.wait_for_timeout(300)
                 idle(page)
@@ -293,7 +248,7 @@ def main() -> None:
         sys.exit(f"no {PROJECT} project in {args.home}: run benchmarks/scale_project.py --home {args.home} first")
     rows = {
         "review_first": Timing("Review: first render (nav click → drawn, idle)", 2.0),
-        "page_turn": Timing("Review: page turn (Page +1 → drawn, idle)", 0.5),
+        "page_turn": Timing("Review: page turn (Page 2 + Enter → drawn, idle)", 0.5),
         "map": Timing("Map, projection cached (nav click → chart, idle)", 3.0),
         "bulk_api": Timing(f"bulk status of {BULK_SIZE:,}: Store.set_status_where", 2.0),
         "bulk_ui": Timing(f"bulk status of {BULK_SIZE:,}: Review Confirm → message", 2.0),

@@ -17,7 +17,7 @@ from typing import TypeVar
 import streamlit as st
 from pydantic import ValidationError
 
-from datagen_core.config import LLMConfig
+from datagen_core.config import LLMConfig, redact_url
 from datagen_core.errors import DatagenError
 from datagen_core.store import Store, default_home
 from datagen_core.store.connection import ProjectInUseError
@@ -129,7 +129,7 @@ def sidebar() -> None:
         st.selectbox("Project", names, index=names.index(current) if current in names else 0, key=key,
                      on_change=lambda: open_project(st.session_state[key]))
         config = llm_config()
-        where = "embedded, offline" if config.backend == "embedded" else config.base_url
+        where = "embedded, offline" if config.backend == "embedded" else redact_url(config.base_url or "")
         st.caption(f"Model: **{md(config.model)}** ({md(where)})")
         if open_problem() is None:  # else the page says why
             for job in ws.runs.active(store()):

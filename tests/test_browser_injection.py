@@ -215,8 +215,5 @@ def test_the_csv_download_holds_formulas_as_text(visit: Visit) -> None:
         assert row["text"][1:].startswith(hostile.formula)
 
 
-@pytest.mark.xfail(strict=True, reason="md() escapes markdown links but not bare URLs (http://, www., a@b.c), which "
-                   "Streamlit's GFM renderer turns into links; a zero-width space after 'http:', 'www' and '@' "
-                   "keeps them text")
 def test_no_page_links_to_urls_in_user_strings(visit: Visit) -> None:
     assert visit.links == [], "links to the counting server:\n" + "\n".join(visit.links)

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from datagen_core.config import Label, ProjectSpec
+from datagen_core.config import Label, LLMConfig, ProjectSpec
 from datagen_core.errors import DatagenError
 from datagen_core.ingest import NewProject, prepare_project, read_upload
 from datagen_core.store import SCHEMA_VERSION, Store, project_path
@@ -382,3 +382,12 @@ def test_endpoint_timeouts_and_retries_are_set_on_the_project_page(studio: Studi
         assert not at.exception and errors(at) == [message]
         assert at.session_state["llm_config"] == config
         at.number_input(key=key).set_value(getattr(config, key.removeprefix("llm_")))
+
+
+def test_a_key_in_the_endpoint_url_is_not_shown_in_the_sidebar(studio: Studio) -> None:
+    at = studio.app()
+    at.session_state["llm_config"] = LLMConfig(backend="openai", base_url="http://tok:sekrit@127.0.0.1:9/v1?key=k2",
+                                               model="m")
+    at.run()
+    shown = " ".join(c.value for c in at.sidebar.caption)
+    assert "127.0.0.1:9" in shown and "sekrit" not in shown and "k2" not in shown
