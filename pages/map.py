@@ -16,7 +16,7 @@ import streamlit as st
 from datagen_core.projection import EmbeddingMap
 from datagen_core.store import SAMPLE_STATUSES, SampleFilter, Store
 from studio import state
-from studio.map_chart import figure
+from studio.map_chart import drawn, figure
 from studio.render import ORIGINS, md, parent_ids, quoted
 
 CHART_KEY = "map_chart"
@@ -24,6 +24,11 @@ FOCUS_KEY = "map_focus"
 
 
 # ---------------------------------------------------------------------------- state
+#: How many points the chart draws at most: in a fresh session Chromium draws the Map of 10,000 points in ~3 s
+#: (60 points: 2 s), of 20,000 in ~4.4 s and of 93,000 in 12 s (benchmarks/scale_studio.py).
+DRAWN_CHOICES = {"10,000": 10_000, "2,000": 2_000, "30,000": 30_000, "100,000": 100_000, "all": None}
+
+
 def filters(store: Store) -> SampleFilter:
     labels = [lb.name for lb in store.labels()]
     runs = [r.id for r in reversed(store.runs())]
@@ -122,7 +127,10 @@ def main() -> None:
     if points is None:
         return
     fitted = int(points["fitted"].sum()) if not points.empty else 0
-    info, refit = st.columns([5, 1])
+    info, limit, refit = st.columns([4, 1, 1], vertical_alignment="bottom")
+    most = limit.selectbox("Points drawn", list(DRAWN_CHOICES), key="map_drawn",
+                           help="A map of many thousands of points is drawn from a fixed subset (the same points "
+                                "stay drawn as filters change); 'all' draws every one, which takes longer.")
     info.caption(f"{len(points)} point(s) shown · the map was fitted on {emap.fitted_on} text(s); of the points "
                  f"shown, {fitted} come from the fit and {len(points) - fitted} were placed incrementally since.")
     if refit.button("Refit map", key="map_refit", help="Fit again on everything the project holds now."):
@@ -134,7 +142,11 @@ def main() -> None:
         return
     lineage = lineage_of(emap, st.session_state.get(FOCUS_KEY))
     labels = [lb.name for lb in store.labels()]
-    st.plotly_chart(figure(points, labels, lineage), key=CHART_KEY, on_select=on_select, selection_mode="points")
+    shown = drawn(points, DRAWN_CHOICES[most], [] if lineage is None else lineage["id"].tolist())
+    if len(shown) < len(points):
+        st.caption(f"Of these {len(points):,}, {len(shown):,} are drawn (a fixed subset, every label and run in "
+                   "proportion): narrow the filters or choose more under *Points drawn*.")
+    st.plotly_chart(figure(shown, labels, lineage), key=CHART_KEY, on_select=on_select, selection_mode="points")
     if lineage is None:
         st.caption("Click an offspring (◆) to see its parents and the genes it took from each.")
     else:

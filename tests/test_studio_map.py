@@ -145,3 +145,15 @@ def test_a_click_on_a_point_selects_its_sample() -> None:
     with_lines = page.figure(points, ["ham", "spam"], lineage)
     lines = [t for t in with_lines.data if t.name in ("parent 1", "parent 2")]
     assert [(list(t.x), list(t.y)) for t in lines] == [([2.0, 0.0], [0.5, 0.0]), ([2.0, 1.0], [0.5, 1.0])]
+
+
+def test_a_large_map_draws_a_fixed_subset_that_keeps_the_selection() -> None:
+    from studio.map_chart import drawn
+
+    points = pd.DataFrame({"id": range(1, 50_001), "label": ["a", "b"] * 25_000})
+    first = drawn(points, 10_000, keep=[7, 49_999])
+    assert 10_000 <= len(first) <= 10_002 and {7, 49_999} <= set(first["id"])
+    assert abs((first["label"] == "a").mean() - 0.5) < 0.03  # every label in proportion
+    narrowed = drawn(points[points["label"] == "a"], 10_000, keep=[])
+    assert set(first[first["label"] == "a"]["id"]) - {7, 49_999} <= set(narrowed["id"])  # drawn points stay drawn
+    assert drawn(points, None, keep=[]) is points and len(drawn(points.head(5), 10, keep=[])) == 5
