@@ -152,6 +152,19 @@ def read_upload(name: str, data: bytes) -> pd.DataFrame:
     return raw
 
 
+def guess_columns(raw: pd.DataFrame) -> tuple[str, str]:
+    """The text and label columns an upload most likely has, judged by content, not by name (a header may be
+    `tweet,sentiment` or the same columns the other way round): the text column holds the longest strings; the
+    label column, among the others, has the fewest distinct values (at least two where any has)."""
+    columns = [str(c) for c in raw.columns]
+    sample = raw.head(2_000).set_axis(columns, axis=1).astype(str)
+    lengths = {c: float(sample[c].str.len().mean()) for c in columns}
+    text = max(columns, key=lambda c: (lengths[c], -columns.index(c)))
+    distinct = {c: sample[c].nunique() for c in columns if c != text}
+    label = min(distinct, key=lambda c: (distinct[c] < 2, distinct[c], columns.index(c)))
+    return text, label
+
+
 def _refuse_non_scalar(values: pd.Series, column: str, source: str) -> None:
     """A column of bytes, lists or dicts is refused: its cells' Python reprs are no text to learn from."""
     if values.dtype != object:

@@ -38,7 +38,7 @@ from datagen_core.store import RunInfo, Store
 from studio import metrics_charts as charts
 from studio import state
 from studio.options_form import options_inputs
-from studio.render import default_column, md
+from studio.render import column_pickers, md
 
 FLASH_KEY = "metrics_flash"
 JOB_KEY = "metrics_job"  # the id of the evaluation job this session started, until its outcome is shown
@@ -153,11 +153,7 @@ def heldout_upload(store: Store, filename: str, data: bytes) -> None:
         return
     columns = [str(c) for c in raw.columns]
     raw = raw.set_axis(columns, axis=1)
-    left, right = st.columns(2)
-    text_col = left.selectbox("Text column", columns, index=default_column(columns, "text", 0),
-                              key="metrics_heldout_text")
-    label_col = right.selectbox("Label column", columns, index=default_column(columns, "label", 1),
-                                key="metrics_heldout_label")
+    text_col, label_col = column_pickers(raw, "metrics_heldout_text", "metrics_heldout_label")
     examples = state.attempt(lambda: clean_examples(raw, text_col, label_col, filename))
     if examples is None or not st.button(f"Add {len(examples)} held-out example(s)", key="metrics_heldout_add"):
         return

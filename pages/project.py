@@ -15,7 +15,7 @@ from datagen_core.errors import DatagenError
 from datagen_core.ingest import MIN_EXAMPLES_PER_LABEL, clean_examples, prepare_project, read_upload, split_heldout
 from datagen_core.llm import check_connection
 from studio import state
-from studio.render import code, default_column, md
+from studio.render import code, column_pickers, md
 
 EMBEDDED = "Embedded (SmolLM2-135M, offline)"
 ENDPOINT = "OpenAI-compatible endpoint"
@@ -77,10 +77,7 @@ def create_section() -> None:
     st.dataframe(raw.head(8), hide_index=True)
     columns = [str(c) for c in raw.columns]
     raw = raw.set_axis(columns, axis=1)
-    left, right = st.columns(2)
-    text_col = left.selectbox("Text column", columns, index=default_column(columns, "text", 0), key="new_text_col")
-    label_col = right.selectbox("Label column", columns, index=default_column(columns, "label", 1),
-                                key="new_label_col")
+    text_col, label_col = column_pickers(raw, "new_text_col", "new_label_col")
     examples = state.attempt(lambda: clean_examples(raw, text_col, label_col, upload.name))
     if examples is None:
         return

@@ -10,6 +10,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pandas as pd
+import streamlit as st
+
+from datagen_core.ingest import guess_columns
 from datagen_core.markdown import code, md
 
 ORIGINS = {"real and synthetic": None, "synthetic": "synthetic", "real": "real"}
@@ -36,6 +40,20 @@ def genes_text(genes: list[str]) -> str:
     return ", ".join(code(g) for g in genes) if genes else "—"
 
 
-def default_column(columns: list[str], wanted: str, fallback: int) -> int:
-    """The index of column `wanted` in an upload, else of the `fallback`-th column (the last if fewer)."""
-    return columns.index(wanted) if wanted in columns else min(fallback, len(columns) - 1)
+def column_pickers(raw: pd.DataFrame, text_key: str, label_key: str) -> tuple[str, str]:
+    """Text and label column pickers for an upload, defaulting to what its content suggests. A file with other
+    columns starts from fresh defaults: a choice kept from the last file could show one mapping while the check
+    used another."""
+    columns = [str(c) for c in raw.columns]
+    layout_key = f"{text_key}:layout"
+    if st.session_state.get(layout_key) != columns:
+        st.session_state[layout_key] = columns
+        st.session_state.pop(text_key, None)
+        st.session_state.pop(label_key, None)
+    text, label = guess_columns(raw)
+    left, right = st.columns(2)
+    text_col = left.selectbox("Text column", columns, index=columns.index(text), key=text_key,
+                              help="Guessed from the content: the column with the longest texts.")
+    label_col = right.selectbox("Label column", columns, index=columns.index(label), key=label_key,
+                                help="Guessed from the content: the column with the fewest distinct values.")
+    return text_col, label_col

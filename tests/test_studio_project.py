@@ -391,3 +391,50 @@ def test_a_key_in_the_endpoint_url_is_not_shown_in_the_sidebar(studio: Studio) -
     at.run()
     shown = " ".join(c.value for c in at.sidebar.caption)
     assert "127.0.0.1:9" in shown and "sekrit" not in shown and "k2" not in shown
+
+
+TWEETS = [("Loving the sunshine today, best weekend in ages", "positive"),
+          ("Stuck in traffic again and late for work, great", "negative"),
+          ("Just finished a wonderful book, highly recommend it", "positive"),
+          ("My phone died in the middle of the call, so annoying", "negative"),
+          ("Coffee with old friends this morning made my day", "positive"),
+          ("The train was cancelled and nobody told us anything", "negative")]
+
+
+def tweets_csv(text_first: bool) -> bytes:
+    rows = [(t, s) if text_first else (s, t) for t, s in TWEETS]
+    header = "tweet,sentiment" if text_first else "sentiment,tweet"
+    return "\n".join([header, *(f'"{a}","{b}"' for a, b in rows)]).encode()
+
+
+@pytest.mark.parametrize("name", ["sms_spam.csv", "trec_coarse.csv", "imdb_reviews.csv",
+                                  "nyt_editorial_sentiment.csv", "mmlu_sample.csv"])
+def test_columns_are_guessed_by_content_on_real_data(name: str) -> None:
+    from datagen_core.ingest import guess_columns
+
+    from .conftest import shared_csv
+
+    frame = pd.read_csv(shared_csv(name), dtype=str)
+    assert guess_columns(frame) == ("text", "label")
+    assert guess_columns(frame[["label", "text"]]) == ("text", "label")
+
+
+def test_swapped_columns_of_a_new_upload_are_picked_by_content_and_create_uses_them(studio: Studio) -> None:
+    at = studio.open_page("pages/project.py")
+    at.file_uploader(key="upload").set_value(("tweets.csv", tweets_csv(True), "text/csv"))
+    at.run()
+    assert (at.selectbox(key="new_text_col").value, at.selectbox(key="new_label_col").value) == ("tweet",
+                                                                                                  "sentiment")
+    at.file_uploader(key="upload").set_value(("tweets2.csv", tweets_csv(False), "text/csv"))
+    at.run()
+    assert (at.selectbox(key="new_text_col").value, at.selectbox(key="new_label_col").value) == ("tweet",
+                                                                                                  "sentiment")
+    assert any("6 usable examples in 2 labels" in s.value for s in at.success)
+    at.text_input(key="new_name").input("tweets")
+    at.text_input(key="new_task").input("sentiment of a tweet")
+    button(at, "Create project").click()
+    at.run()
+    assert not at.exception and not errors(at), errors(at)
+    store = studio.workspace().store("tweets")
+    assert sorted(lb.name for lb in store.labels()) == ["negative", "positive"]
+    assert set(store.real_examples()["text"]) <= {text for text, _ in TWEETS}
