@@ -27,6 +27,7 @@ from studio.render import code, md
 T = TypeVar("T")
 
 PROJECT_KEY = "project"
+MISSING_KEY = "project_missing"  # a project the URL named that this folder does not hold
 LLM_KEY = "llm_config"
 
 
@@ -46,14 +47,20 @@ def workspace() -> Workspace:
 
 
 def project_name() -> str:
-    """The project this session works on; a first visit opens the shipped demo."""
+    """The project this session works on: the one the URL names (`?project=NAME`, so a reload, a new tab or a
+    shared link opens it), else the shipped demo."""
     if PROJECT_KEY not in st.session_state:
-        st.session_state[PROJECT_KEY] = workspace().ensure_demo()
+        asked = st.query_params.get(PROJECT_KEY)
+        known = asked is not None and asked in workspace().projects()
+        st.session_state[PROJECT_KEY] = asked if known else workspace().ensure_demo()
+        if asked is not None and not known:
+            st.session_state[MISSING_KEY] = asked
     return st.session_state[PROJECT_KEY]
 
 
 def open_project(name: str) -> None:
     st.session_state[PROJECT_KEY] = name
+    st.query_params[PROJECT_KEY] = name
 
 
 def open_problem() -> str | None:
@@ -122,6 +129,11 @@ def sidebar() -> None:
     ws = workspace()
     names = ws.projects()
     current = project_name()
+    # Every page keeps the project in the URL (switching pages starts from the page's own address).
+    if st.query_params.get(PROJECT_KEY) != current:
+        st.query_params[PROJECT_KEY] = current
+    if (missing := st.session_state.pop(MISSING_KEY, None)) is not None:
+        st.warning(f"No project {code(missing)} in this folder: the demo project is open instead.", icon="⚠️")
     with st.sidebar:
         # Keyed by the open project: after a switch made elsewhere the browser's old choice belongs to a widget
         # that no longer exists, so it cannot switch the project back.

@@ -438,3 +438,28 @@ def test_swapped_columns_of_a_new_upload_are_picked_by_content_and_create_uses_t
     store = studio.workspace().store("tweets")
     assert sorted(lb.name for lb in store.labels()) == ["negative", "positive"]
     assert set(store.real_examples()["text"]) <= {text for text, _ in TWEETS}
+
+
+def test_the_url_names_the_open_project_so_a_reload_keeps_it(studio: Studio) -> None:
+    at = studio.open_page("pages/project.py")
+    assert at.query_params["project"] == "sms-spam-demo"
+    studio.workspace().create_project(ProjectSpec(name="tweets", task="sentiment"),
+                                      [Label(name="positive"), Label(name="negative")],
+                                      pd.DataFrame({"text": [t for t, _ in TWEETS], "label": [s for _, s in TWEETS]}),
+                                      "tweets.csv")
+    at.run()
+    at.selectbox(key="open_choice").set_value("tweets")
+    button(at, "Open").click()
+    at.run()
+    assert at.session_state["project"] == "tweets" and at.query_params["project"] == "tweets"
+    # a reload or a new tab is a new session with the same URL: the same project opens
+    again = studio.app()
+    again.query_params["project"] = "tweets"
+    again.run()
+    assert again.session_state["project"] == "tweets" and not again.exception
+    # a URL naming a project this folder does not hold opens the demo and says so
+    stale = studio.app()
+    stale.query_params["project"] = "gone"
+    stale.run()
+    assert stale.session_state["project"] == "sms-spam-demo" and stale.query_params["project"] == "sms-spam-demo"
+    assert any("No project `gone` in this folder" in w.value for w in stale.warning)
