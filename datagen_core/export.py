@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 
 from datagen_core.config import redact_url
@@ -15,7 +16,7 @@ from datagen_core.markdown import md
 from datagen_core.methods import describe_options
 from datagen_core.records import utcnow
 from datagen_core.registry import METHODS
-from datagen_core.store import Store
+from datagen_core.store import EXPORT_STATUSES, SampleFilter, Store
 
 ExportFormat = Literal["jsonl", "csv", "parquet"]
 _JSON_COLUMNS = ("gene_split", "sampling", "details")
@@ -26,16 +27,41 @@ CSV_NOTE = ("In the CSV, a cell that begins with =, +, -, @, a tab or a carriage
             "put before it, so that no spreadsheet runs it as a formula; JSONL and Parquet hold every value exactly.")
 
 
+#: The columns of a train-ready file: what a classifier's training reads, and where each row came from.
+TRAIN_READY_COLUMNS = ("text", "label", "source")
+
+
 def export_frame(
-    store: Store, *, run_id: str | None = None, status: str | None = None, include_filtered: bool = False
+    store: Store,
+    *,
+    run_id: str | None = None,
+    statuses: tuple[str, ...] = EXPORT_STATUSES,
+    include_filtered: bool = False,
+    with_real: bool = False,
+    history: bool = False,
 ) -> pd.DataFrame:
-    """Synthetic samples with lineage; JSON columns decoded so JSONL and Parquet keep their structure."""
-    frame = store.samples(run_id=run_id, origin="synthetic", status=status, include_filtered=include_filtered)
-    frame = frame.drop(columns=["origin"])
+    """Synthetic samples with lineage (`statuses` empty: every status), each marked `source` = synthetic; the real
+    seeds after them (`with_real`, source = real); `history`: each sample's edits, oldest first. JSON columns are
+    decoded so JSONL and Parquet keep their structure."""
+    chosen = SampleFilter(run_ids=(run_id,) if run_id else (), statuses=statuses, origin="synthetic",
+                          include_filtered=include_filtered)
+    frame = store.sample_page(chosen, order="oldest")
+    if with_real:
+        frame = pd.concat([frame, store.sample_page(SampleFilter(origin="real"), order="oldest")], ignore_index=True)
+    frame.insert(frame.columns.get_loc("origin"), "source", frame.pop("origin"))
     for column in _JSON_COLUMNS:
         frame[column] = [json.loads(v) if isinstance(v, str) else None for v in frame[column]]
-    frame["parent_ids"] = [list(map(int, v)) if v is not None else [] for v in frame["parent_ids"]]
+    frame["parent_ids"] = [list(map(int, v)) if isinstance(v, list | tuple | np.ndarray) else []
+                           for v in frame["parent_ids"]]
+    if history:
+        edits = store.sample_histories(frame["id"].tolist())
+        frame["history"] = [edits.get(int(i), []) for i in frame["id"]]
     return frame
+
+
+def train_ready_frame(frame: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """Text, label and source of every row, shuffled (seeded): a file a classifier trains on as it is."""
+    return frame[list(TRAIN_READY_COLUMNS)].sample(frac=1.0, random_state=seed).reset_index(drop=True)
 
 
 def export_bytes(frame: pd.DataFrame, fmt: ExportFormat) -> bytes:
@@ -44,14 +70,17 @@ def export_bytes(frame: pd.DataFrame, fmt: ExportFormat) -> bytes:
         text = frame.to_json(orient="records", lines=True, date_format="iso", force_ascii=False)
         return (text or "").encode("utf-8")
     if fmt == "parquet":
-        # `details` differs per method (and may be empty), which no single Parquet struct can hold.
+        # `details` differs per method (and may be empty), which no single Parquet struct can hold; neither can
+        # an edit history whose old and new values are of several kinds.
         buffer = io.BytesIO()
-        frame.assign(details=[json.dumps(v) for v in frame["details"]]).to_parquet(buffer, index=False)
+        frame.assign(**{column: [json.dumps(v, default=str) for v in frame[column]]
+                        for column in ("details", "history") if column in frame}).to_parquet(buffer, index=False)
         return buffer.getvalue()
     if fmt == "csv":
         flat = frame.copy()
-        for column in (*_JSON_COLUMNS, "parent_ids"):
-            flat[column] = [json.dumps(v) if v is not None else "" for v in flat[column]]
+        for column in (*_JSON_COLUMNS, "parent_ids", "history"):
+            if column in flat:
+                flat[column] = [json.dumps(v, default=str) if v is not None else "" for v in flat[column]]
         for column in flat.columns:
             if flat[column].dtype == object or pd.api.types.is_string_dtype(flat[column]):
                 flat[column] = [neutralise(v) for v in flat[column]]
@@ -72,14 +101,21 @@ def write_export(frame: pd.DataFrame, path: Path, fmt: ExportFormat) -> None:
     path.write_bytes(data)
 
 
-def dataset_card(store: Store, frame: pd.DataFrame, run_id: str | None = None) -> str:
-    """A markdown card describing an export: task, model, genes, counts and the parameters of its runs.
+def dataset_card(store: Store, frame: pd.DataFrame, run_id: str | None = None, *,
+                 statuses: tuple[str, ...] = EXPORT_STATUSES, train_ready_seed: int | None = None) -> str:
+    """A markdown card describing an export (`frame` as `export_frame` made it; `train_ready_seed` when the file
+    holds its train-ready form): task, model, genes, what was kept, counts and the parameters of its runs.
 
     Every string a user or a model supplied is escaped (`md`), so the card renders it as written: no image, link or
     HTML from a label name or a gene runs where the card is shown. Credentials in an endpoint's URL are redacted."""
     project = store.project()
     runs = [store.run(run_id)] if run_id else [r for r in store.runs() if r.id in set(frame["run_id"].dropna())]
     real = store.real_counts()
+    synthetic = frame[frame["source"] == "synthetic"]
+    included_real = frame[frame["source"] == "real"]
+    kept = ", ".join(statuses) if statuses else "every status"
+    form = (f"Train-ready: the columns {', '.join(TRAIN_READY_COLUMNS)}, rows shuffled with seed {train_ready_seed}."
+            if train_ready_seed is not None else "Every row keeps its lineage columns.")
     lines = [
         f"# Dataset card: {md(project.name)}",
         "",
@@ -87,13 +123,16 @@ def dataset_card(store: Store, frame: pd.DataFrame, run_id: str | None = None) -
         "",
         "## Contents",
         "",
-        f"{len(frame)} samples exported on {utcnow():%Y-%m-%d %H:%M} UTC. {CSV_NOTE}",
+        f"{len(synthetic)} synthetic samples ({kept})"
+        + (f" and the {len(included_real)} real seeds they were bred from (`source` = real)" if len(included_real)
+           else "")
+        + f", exported on {utcnow():%Y-%m-%d %H:%M} UTC. {form} {CSV_NOTE}",
         "",
-        "| label | samples | accepted | pending | rejected | real seeds |",
+        "| label | synthetic | accepted | pending | rejected | real seeds |",
         "|---|---|---|---|---|---|",
     ]
     for label in store.labels():
-        rows = frame[frame["label"] == label.name]
+        rows = synthetic[synthetic["label"] == label.name]
         counts = rows["status"].value_counts()
         lines.append(f"| {md(label.name)} | {len(rows)} | {counts.get('accepted', 0)} | {counts.get('pending', 0)} "
                      f"| {counts.get('rejected', 0)} | {real.get(label.name, 0)} |")

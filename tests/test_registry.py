@@ -19,9 +19,9 @@ from datagen_core.config import CheckSpec, LLMConfig, RunConfig, SamplingParams,
 from datagen_core.demo import DEMO_PROJECT, ensure_demo_project
 from datagen_core.engine.build import build_run_config
 from datagen_core.errors import DatagenError
+from datagen_core.evaluation.set_metrics import Metric, MetricInput
 from datagen_core.evaluation.trainers import LabelledTexts, ProgressFn, Trainer
 from datagen_core.methods.base import BaselineMethod, GenerationRequest
-from datagen_core.evaluation.set_metrics import Metric, MetricInput
 from datagen_core.registry import CHECKS, METHODS, METRICS, TRAINERS, Options
 from datagen_core.store import Store
 

@@ -15,7 +15,7 @@ from datagen_core.config import LLMConfig, RunConfig, SamplingParams
 from datagen_core.engine.runner import run_generation
 from datagen_core.engine.runs import start_run
 from datagen_core.errors import DatagenError
-from datagen_core.export import dataset_card, export_bytes, export_frame, write_export
+from datagen_core.export import dataset_card, export_bytes, export_frame, train_ready_frame, write_export
 from datagen_core.store import Store
 
 from .loopback_server import LoopbackServer
@@ -83,7 +83,7 @@ def test_export_bytes_round_trip_every_format(studio: Studio, tmp_path: Path) ->
 
 def test_dataset_card_names_the_model_and_the_genes(studio: Studio) -> None:
     store, run_id = evolve(studio)
-    card = dataset_card(store, export_frame(store, run_id=run_id), run_id)
+    card = dataset_card(store, export_frame(store, run_id=run_id), run_id).replace("\u200b", "")  # URLs kept text
     assert "# Dataset card: sms-spam-demo" in card and "SMS spam detection" in card
     assert "- model: loopback (openai, http://127.0.0.1:" in card
     assert "genes (version 1): length (number of words); tone (" in card and "writing style" in card
@@ -115,8 +115,69 @@ def test_export_page_counts_filters_and_offers_downloads(studio: Studio) -> None
     assert not at.metric and any("No samples match" in i.value for i in at.info)
     assert not at.exception
 
-    at.selectbox(key="export_status").select("all statuses")
+    at.selectbox(key="export_status").select("every status")
     at.selectbox(key="export_run").select(run_id)
     at.checkbox(key="export_filtered").check().run()
     assert metric(at) == "7"
     assert at.dataframe[0].value["filter_reason"].dropna().tolist() == ["refusal"]
+
+
+def test_exports_hold_what_review_kept_unless_asked(studio: Studio, tmp_path: Path) -> None:
+    """Rejected samples never ship by default; real seeds, a train-ready mix and the edit history on request."""
+    store, run_id = evolve(studio)
+    ids = store.samples(run_id=run_id)["id"].tolist()
+    store.edit_sample(ids[0], status="rejected")
+    store.edit_sample(ids[1], status="accepted")
+    store.edit_sample(ids[1], text="an edited offspring text")
+    default = export_frame(store)
+    assert sorted(default["id"]) == sorted(ids[1:]) and set(default["source"]) == {"synthetic"}
+    assert len(export_frame(store, statuses=())) == 6 and list(export_frame(store, statuses=("rejected",))["id"]) \
+        == [ids[0]]
+    with_real = export_frame(store, with_real=True, history=True)
+    real = with_real[with_real["source"] == "real"]
+    assert len(real) == 60 and real["run_id"].isna().all() and set(real["status"]) == {"accepted"}
+    edits = with_real.set_index("id")["history"]
+    assert [(e["field"], e["new"]) for e in edits[ids[1]]] == [("status", "accepted"),
+                                                                ("text", "an edited offspring text")]
+    assert edits[ids[2]] == [] and all(isinstance(e["at"], str) for e in edits[ids[1]])
+    ready = train_ready_frame(with_real, seed=3)
+    assert list(ready.columns) == ["text", "label", "source"] and len(ready) == 65
+    assert ready["source"].value_counts().to_dict() == {"real": 60, "synthetic": 5}
+    assert list(ready["text"]) != list(with_real["text"]) and ready.equals(train_ready_frame(with_real, seed=3))
+    for fmt in ("csv", "jsonl", "parquet"):  # the history survives every format
+        export_bytes(with_real, fmt)  # type: ignore[arg-type]
+    card = dataset_card(store, with_real, statuses=("accepted", "pending"), train_ready_seed=3)
+    assert "5 synthetic samples (accepted, pending) and the 60 real seeds" in card
+    assert "Train-ready: the columns text, label, source, rows shuffled with seed 3." in card
+
+    at = studio.open_page("pages/export.py")
+    assert at.selectbox(key="export_status").value == "accepted + pending" and metric(at) == "5"
+    assert ids[0] not in set(at.dataframe[0].value["id"])
+    at.checkbox(key="export_train_ready").check().run()
+    assert metric(at) == "5" and list(at.dataframe[0].value.columns) == ["source", "label", "text"]
+    assert len(at.dataframe[0].value) == 65 and at.checkbox(key="export_history").disabled
+
+
+def test_cli_export_options(studio: Studio, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from .test_cli import run_cli
+
+    store, run_id = evolve(studio)
+    ids = store.samples(run_id=run_id)["id"].tolist()
+    store.edit_sample(ids[0], status="rejected")
+    home = studio.workspace().home
+    studio.workspace().close()  # the CLI opens the file itself
+    target, card = tmp_path / "out.jsonl", tmp_path / "card.md"
+    code, out, err = run_cli(capsys, home, "export", DEMO, "--out", str(target), "--card", str(card))
+    assert code == 0, err
+    assert "wrote 5 samples to" in out and len(target.read_text().splitlines()) == 5 and "5 synthetic" in \
+        card.read_text()
+    code, out, _ = run_cli(capsys, home, "export", DEMO, "--out", str(target), "--status", "all")
+    assert "wrote 6 samples" in out
+    code, out, _ = run_cli(capsys, home, "export", DEMO, "--out", str(tmp_path / "t.csv"), "--format", "csv",
+                           "--train-ready", "--seed", "1")
+    frame = pd.read_csv(tmp_path / "t.csv")
+    assert "wrote 5 samples and 60 real seeds" in out and list(frame.columns) == ["text", "label", "source"]
+    code, _, err = run_cli(capsys, home, "export", DEMO, "--train-ready", "--history")
+    assert code == 1 and "drop --history" in err
+    code, _, err = run_cli(capsys, home, "export", DEMO, "--status", "accepted,nope")
+    assert code == 1 and "--status must be one of pending, accepted, rejected" in err

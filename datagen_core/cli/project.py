@@ -12,11 +12,20 @@ from pydantic import ValidationError
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from datagen_core.cli.options import DEFAULT_HOME, Home, err, open_project, out, readable_home, writable_home
+from datagen_core.cli.options import (
+    DEFAULT_HOME,
+    Home,
+    err,
+    open_project,
+    out,
+    readable_home,
+    split_list,
+    writable_home,
+)
 from datagen_core.config import DEFAULT_MIN_WORDS, Label, ProjectSpec
 from datagen_core.errors import DatagenError
 from datagen_core.ingest import MIN_EXAMPLES_PER_LABEL, ReadProgress, check_project_name, read_examples
-from datagen_core.store import SAMPLE_STATUSES, Store, project_path
+from datagen_core.store import EXPORT_STATUSES, SAMPLE_STATUSES, Store, project_path
 
 labels_app = typer.Typer(no_args_is_help=True, help="Show and describe a project's labels.")
 kb_app = typer.Typer(no_args_is_help=True, help="The knowledge base that fact checks retrieve from.")
@@ -159,17 +168,34 @@ def export(
     fmt: Annotated[str, typer.Option("--format", help="jsonl, csv or parquet")] = "jsonl",
     output: Annotated[Path | None, typer.Option("--out", help="File to write; default NAME.FORMAT")] = None,
     run_id: Annotated[str | None, typer.Option("--run", help="Only this run.")] = None,
-    status: Annotated[str | None, typer.Option("--status", help="pending, accepted or rejected")] = None,
-    include_filtered: Annotated[bool, typer.Option("--include-filtered")] = False,
+    status: Annotated[str, typer.Option("--status", help="Comma-separated statuses (accepted, pending, rejected) "
+                                                          "or 'all'.")] = ",".join(EXPORT_STATUSES),
+    include_filtered: Annotated[bool, typer.Option("--include-filtered", help="Also the outputs the engine "
+                                                                                  "filtered, with the reason.")]
+    = False,
+    with_real: Annotated[bool, typer.Option("--with-real", help="Add the real seeds (source = real).")] = False,
+    train_ready: Annotated[bool, typer.Option("--train-ready", help="Only text, label and source, synthetic and "
+                                                                     "real rows shuffled: a file to train on.")]
+    = False,
+    history: Annotated[bool, typer.Option("--history", help="Add each sample's edits (a `history` column).")]
+    = False,
+    seed: Annotated[int, typer.Option("--seed", help="The shuffle of --train-ready.")] = 0,
+    card: Annotated[Path | None, typer.Option("--card", help="Also write the dataset card (markdown) here.")]
+    = None,
     home: Home = DEFAULT_HOME,
 ) -> None:
-    """Write generated samples with their lineage."""
-    from datagen_core.export import export_frame, write_export
+    """Write generated samples with their lineage: by default those accepted or pending review, never rejected
+    or filtered ones."""
+    from datagen_core.export import dataset_card, export_frame, train_ready_frame, write_export
 
     if fmt not in ("jsonl", "csv", "parquet"):
         raise DatagenError(f"--format must be jsonl, csv or parquet, not {fmt!r}")
-    if status is not None and status not in SAMPLE_STATUSES:
-        raise DatagenError(f"--status must be one of {', '.join(SAMPLE_STATUSES)}, not {status!r}")
+    statuses = () if status.strip() == "all" else tuple(split_list(status))
+    if (not statuses and status.strip() != "all") or any(s not in SAMPLE_STATUSES for s in statuses):
+        raise DatagenError(f"--status must be one of {', '.join(SAMPLE_STATUSES)} (comma-separated) or all, "
+                           f"not {status!r}")
+    if train_ready and history:
+        raise DatagenError("--train-ready keeps only text, label and source; drop --history")
     target = output or Path(f"{name}.{fmt}")
     if target.is_dir():
         raise DatagenError(f"--out {target} is a folder; name the file to write, e.g. {target / f'{name}.{fmt}'}")
@@ -178,12 +204,19 @@ def export(
     with open_project(home, name) as store:
         if run_id is not None:
             store.run(run_id)
-        frame = export_frame(store, run_id=run_id, status=status, include_filtered=include_filtered)
+        frame = export_frame(store, run_id=run_id, statuses=statuses, include_filtered=include_filtered,
+                             with_real=with_real or train_ready, history=history)
+        text = dataset_card(store, frame, run_id, statuses=statuses, train_ready_seed=seed if train_ready else None)
+    written = train_ready_frame(frame, seed) if train_ready else frame
     try:
-        write_export(frame, target, fmt)  # type: ignore[arg-type]
+        write_export(written, target, fmt)  # type: ignore[arg-type]
+        if card is not None:
+            card.write_text(text, encoding="utf-8")
     except OSError as exc:
-        raise DatagenError(f"cannot write {target}: {exc.strerror or exc}") from None
-    out.print(f"wrote {len(frame)} samples to {target}", soft_wrap=True)
+        raise DatagenError(f"cannot write {exc.filename or target}: {exc.strerror or exc}") from None
+    real = int((frame["source"] == "real").sum())
+    out.print(f"wrote {len(frame) - real} samples" + (f" and {real} real seeds" if real else "") + f" to {target}"
+              + (f" and the dataset card to {card}" if card is not None else ""), soft_wrap=True)
 
 
 @kb_app.command("load")

@@ -20,6 +20,7 @@ from datagen_core.store.project import ProjectTables
 from datagen_core.store.projections import ProjectionTables
 from datagen_core.store.protocols import EmbeddingCache, ResponseCache
 from datagen_core.store.rows import (
+    EXPORT_STATUSES,
     RESUMABLE_STATUSES,
     RUN_STATUSES,
     SAMPLE_STATUSES,
@@ -55,8 +56,8 @@ def default_home() -> Path:
 
 
 __all__ = [
-    "DEFAULT_HOME", "RESUMABLE_STATUSES", "RUN_STATUSES", "SAMPLE_STATUSES", "SCHEMA_VERSION", "CheckRecord",
-    "EmbeddingCache",
+    "DEFAULT_HOME", "EXPORT_STATUSES", "RESUMABLE_STATUSES", "RUN_STATUSES", "SAMPLE_STATUSES", "SCHEMA_VERSION",
+    "CheckRecord", "EmbeddingCache",
     "PopulationMember", "ProjectInfo", "ResponseCache", "RunInfo", "SampleFilter", "SampleOrder", "Store",
     "default_home", "project_path",
 ]

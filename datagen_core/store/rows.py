@@ -12,6 +12,8 @@ RUN_STATUSES = ("running", "completed", "interrupted", "stopped", "failed")
 #: Statuses a run may go on from (`--resume`, the studio's Resume).
 RESUMABLE_STATUSES = ("running", "interrupted", "failed")
 SAMPLE_STATUSES = ("pending", "accepted", "rejected")
+#: What an export holds unless asked otherwise: what review kept or has not judged yet, never what it rejected.
+EXPORT_STATUSES = ("accepted", "pending")
 
 # The order of a listing of samples: by id, which is the order they were stored in.
 SampleOrder = Literal["oldest", "newest"]

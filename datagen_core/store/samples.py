@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -171,6 +172,21 @@ class SampleTables(ProjectTables):
                 return changed
 
         return retry_on_conflict(apply)
+
+    def sample_histories(self, ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+        """Every edit of these samples, oldest first, by sample id (samples never edited are absent)."""
+        if not ids:
+            return {}
+        frame = self.cursor().execute(
+            "SELECT sample_id, field, old_value, new_value, actor, strftime(edited_at, '%Y-%m-%dT%H:%M:%S') AS at "
+            "FROM sample_edits WHERE sample_id IN (SELECT unnest(?)) ORDER BY sample_id, edited_at",
+            [list(map(int, ids))],
+        ).df()
+        edits: dict[int, list[dict[str, Any]]] = {}
+        for row in frame.itertuples(index=False):
+            edits.setdefault(int(row.sample_id), []).append(
+                {"field": row.field, "old": row.old_value, "new": row.new_value, "actor": row.actor, "at": row.at})
+        return edits
 
     def sample_history(self, sample_id: int) -> pd.DataFrame:
         return self.cursor().execute(
