@@ -32,7 +32,7 @@ def main() -> None:
     store = state.store()
     project = state.project_name()
     runs = {run.id: run for run in reversed(store.runs())}  # newest first
-    left, right = st.columns([2, 1], vertical_alignment="bottom")
+    left, right = st.columns([3, 2], vertical_alignment="bottom")
     run_choice = left.selectbox("Run", [ALL_RUNS, *runs], key="export_run",
                                 format_func=lambda v: v if v == ALL_RUNS else run_caption(runs[v]))
     status_choice = right.selectbox("Samples", list(STATUSES), key="export_status",
