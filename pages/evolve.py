@@ -28,6 +28,7 @@ LIVE_SECONDS = 2.0  # how often the feed redraws while a job is active
 CARDS = 6  # newest offspring shown as cards
 RUN_KEY = "evolve_run"
 STOP_CONFIRM_KEY = "evolve_confirm_stop"
+STARTED_KEY = "evolve_started"  # the run this session just started, for a toast after the redraw
 GROUP_CHECK = "dedup"  # in-run, the group check is the run's `dedup_distance` (against the label's population)
 
 
@@ -88,7 +89,8 @@ def new_run_form(store: Store, llm_config: LLMConfig) -> None:
     run_id = state.attempt(launch)
     if run_id is not None:
         st.session_state[RUN_KEY] = run_id
-        st.toast(f"Run {run_id} started")
+        st.session_state[STARTED_KEY] = run_id
+        st.rerun()  # the page now leads with the run's feed
 
 
 def group_check_input() -> float:
@@ -98,8 +100,15 @@ def group_check_input() -> float:
 
 
 # ------------------------------------------------------------------------ the feed
-def run_caption(run: RunInfo) -> str:
-    return f"{run.id} · {run.status} · {run.config.per_label} per label · {run.created_at:%Y-%m-%d %H:%M}"
+def run_status(run: RunInfo, snap: JobSnapshot | None) -> str:
+    """The run's state as this studio knows it: a job's own state (paused, running) over the store's record,
+    which only knows that a paused run was interrupted."""
+    return snap.state if snap is not None and snap.state not in ("completed", "failed") else run.status
+
+
+def run_caption(run: RunInfo, snap: JobSnapshot | None) -> str:
+    return (f"{run.id} · {run_status(run, snap)} · {run.config.per_label} per label · "
+            f"{run.created_at:%Y-%m-%d %H:%M}")
 
 
 def controls(store: Store, run: RunInfo, snap: JobSnapshot | None, llm_config: LLMConfig) -> None:
@@ -281,6 +290,8 @@ def live_feed(run_id: str, live: bool) -> None:
     if live and (snap is None or not snap.active):
         st.rerun()  # the job just ended: redraw the page so the feed stops ticking and buttons update
     st.caption(md(run_settings(run)))
+    if snap is not None and snap.phase:
+        st.info(f"Run {run.id} is {md(snap.phase)}…", icon="⏳")
     controls(store, run, snap, state.llm_config())
     messages(run, snap)
     progress_bars(store, run, snap)
@@ -292,7 +303,13 @@ def main() -> None:
     st.title("Evolve")
     store = state.store()
     llm_config = state.llm_config()
-    new_run_form(store, llm_config)
+    jobs = state.workspace().runs
+    # While a run goes on, its feed comes first and the form for another run waits below it.
+    if (started := st.session_state.pop(STARTED_KEY, None)) is not None:
+        st.toast(f"Run {started} started")
+    going = any(jobs.active(store))
+    if not going:
+        new_run_form(store, llm_config)
 
     runs = list(reversed(store.runs()))
     if not runs:
@@ -302,10 +319,13 @@ def main() -> None:
     if st.session_state.get(RUN_KEY) not in ids:
         st.session_state[RUN_KEY] = ids[0]
     by_id = {r.id: r for r in runs}
-    run_id = st.selectbox("Run", ids, key=RUN_KEY, format_func=lambda i: run_caption(by_id[i]))
-    job = state.workspace().runs.job(store, run_id)
-    live = job is not None and job.snapshot().active
+    snaps = {run_id: job.snapshot() for run_id in ids if (job := jobs.job(store, run_id)) is not None}
+    run_id = st.selectbox("Run", ids, key=RUN_KEY, format_func=lambda i: run_caption(by_id[i], snaps.get(i)))
+    live = run_id in snaps and snaps[run_id].active
     st.fragment(live_feed, run_every=LIVE_SECONDS if live else None)(run_id, live)
+    if going:
+        st.divider()
+        new_run_form(store, llm_config)
 
 
 if __name__ == "__main__":  # Streamlit runs pages as __main__; tests import the helpers

@@ -28,6 +28,7 @@ T = TypeVar("T")
 
 PROJECT_KEY = "project"
 MISSING_KEY = "project_missing"  # a project the URL named that this folder does not hold
+ACTIVITY_SECONDS = 2.0  # how often the sidebar's run and evaluation lines redraw while one goes on
 LLM_KEY = "llm_config"
 
 
@@ -144,11 +145,31 @@ def sidebar() -> None:
         where = "embedded, offline" if config.backend == "embedded" else redact_url(config.base_url or "")
         st.caption(f"Model: **{md(config.model)}** ({md(where)})")
         if open_problem() is None:  # else the page says why
-            for job in ws.runs.active(store()):
-                snap = job.snapshot()
-                st.caption(f"Run {snap.run_id}: {snap.state}, {snap.kept}/{snap.target}")
-            evaluation = ws.evaluations.job(store())
-            if evaluation is not None and (progress := evaluation.snapshot()).active:
-                st.caption(f"Evaluation: step {min(progress.done + 1, progress.total)} of {progress.total}")
+            busy = bool(activity_lines())
+            st.fragment(_activity, run_every=ACTIVITY_SECONDS if busy else None)(busy)
         if os.environ.get("DATAGEN_HOME"):
             st.caption(f"Projects in {code(ws.home)}")
+
+
+def activity_lines() -> list[str]:
+    """The runs and the evaluation this process is working on for the open project, one line each."""
+    ws = workspace()
+    lines = []
+    for job in ws.runs.active(store()):
+        snap = job.snapshot()
+        lines.append(f"Run {snap.run_id}: {snap.state}, {snap.kept}/{snap.target}"
+                     + (f" · {md(snap.phase)}" if snap.phase else ""))
+    evaluation = ws.evaluations.job(store())
+    if evaluation is not None and (progress := evaluation.snapshot()).active:
+        lines.append(f"Evaluation: step {min(progress.done + 1, progress.total)} of {progress.total}")
+    return lines
+
+
+def _activity(ticking: bool) -> None:
+    """The sidebar's activity lines, redrawn on their own every few seconds while something goes on; when it
+    all ends, the whole page redraws once so nothing else stays stale."""
+    lines = activity_lines()
+    if ticking and not lines:
+        st.rerun()
+    for line in lines:
+        st.caption(line)

@@ -35,7 +35,7 @@ def studio(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Studio]:
 
 def unescaped(at: AppTest) -> list[str]:
     """Markdown on the page with the page's escaping undone, to compare with stored texts."""
-    return [re.sub(r"\\(.)", r"\1", m.value) for m in at.markdown]
+    return [re.sub(r"\\(.)", r"\1", m.value).replace("\u200b", "") for m in at.markdown]  # URLs kept text
 
 
 def open_evolve(studio: Studio, llm: LLMConfig, project: str | None = None) -> AppTest:
@@ -167,7 +167,7 @@ def test_no_genes_and_a_dead_endpoint_are_clear_messages(studio: Studio) -> None
     at.run()
     (run,) = store.runs()
     assert store.run(run.id).status == "failed"
-    errors = [e.value for e in at.error]
+    errors = [e.value.replace("\u200b", "") for e in at.error]  # the page breaks URLs up so none is a link
     assert any("cannot reach the LLM endpoint http://127.0.0.1:9/v1" in e for e in errors), errors
     assert {m.label: m.value for m in at.metric}["Job"] == "failed"
     assert not at.button(key="evolve_resume").disabled  # a failed run may be retried, e.g. after fixing the URL
@@ -303,3 +303,56 @@ def test_top_up_after_review_asks_again_for_exactly_the_rejected_offspring(studi
     assert store.counted_offspring(run.id) == {"spam": 4} and store.rejected_offspring(run.id) == {"spam": 2}
     assert server.stats.completions - asked_before == 1 + 2  # the connection check and the two asked again
     assert "Top up" not in " ".join(b.label for b in at.button)  # the rejected ones are replaced
+
+
+def sidebar_lines(studio: Studio, llm: LLMConfig) -> list[str]:
+    """The sidebar's captions as a new session of the studio draws them (AppTest draws the sidebar of the first
+    page a session opens)."""
+    home = studio.app()
+    home.session_state["llm_config"] = llm
+    home.run()
+    return [c.value for c in home.sidebar.caption]
+
+
+def test_a_starting_run_leads_the_page_says_what_it_does_and_its_state_is_never_stale(studio: Studio) -> None:
+    """Issue 14.5/14.6: once a run starts its feed comes before the New-run form, a line says what it is doing
+    until the first offspring land, the Run selector and the sidebar show the job's own state (paused, not the
+    store's 'interrupted'), and the sidebar's count moves while the run goes on."""
+    answer = threading.Event()
+
+    def hold_the_first_answers(number: int, body: dict[str, Any]) -> str | None:
+        if body["messages"][-1]["content"] != "Say OK.":
+            answer.wait(TIMEOUT)
+        return None
+
+    with LoopbackServer(latency_s=0.2, faults=hold_the_first_answers) as server:
+        llm = LLMConfig(backend="openai", base_url=server.base_url, model="loopback")
+        at = open_evolve(studio, llm)
+        start(at, per_label=30, in_flight=2)
+        store = studio.workspace().store(DEMO_PROJECT)
+        job = only_job(studio, store)
+        deadline = time.monotonic() + TIMEOUT
+        while job.snapshot().phase != "waiting for the first answers":
+            assert time.monotonic() < deadline, job.snapshot()
+            time.sleep(0.05)
+        at.run()
+        blocks = [type(e).__name__ for e in at.main]
+        order = [e for e in at.main if getattr(e, "key", None) == "evolve_run" or
+                 getattr(getattr(e, "proto", None), "label", "") == "New run"]
+        assert [getattr(e, "key", None) for e in order] == ["evolve_run", None], blocks  # the feed first
+        assert any("is waiting for the first answers" in i.value for i in at.info)
+        assert any(line.startswith(f"Run {job.run_id}: running, 0/60") for line in sidebar_lines(studio, llm))
+        answer.set()
+        while sum(store.kept_counts(job.run_id).values()) < 4:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        at.run()
+        assert not any("waiting for the first answers" in i.value for i in at.info)  # cards now say it
+        moved = [line for line in sidebar_lines(studio, llm) if line.startswith(f"Run {job.run_id}")]
+        assert moved and ", 0/60" not in moved[0], moved
+        at.button(key="evolve_pause").click().run()
+        assert job.wait(TIMEOUT) and store.run(job.run_id).status == "interrupted"
+        at.run()
+    caption = at.selectbox(key="evolve_run").format_func(job.run_id)
+    assert " · paused · " in caption, caption
+    assert at.expander[0].proto.label == "New run"  # nothing going on: the form is back on top

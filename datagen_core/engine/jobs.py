@@ -46,6 +46,8 @@ class JobSnapshot:
     error: str | None
     seconds: float
     landed: int
+    #: What the run is doing before its first batch lands ("" afterwards, and when it is not running).
+    phase: str = ""
 
     @property
     def active(self) -> bool:
@@ -72,6 +74,7 @@ class RunJob(BackgroundJob[JobState, JobSnapshot], RunObserver):
         self._progress: dict[str, LabelProgress] = {}
         self._messages: deque[JobMessage] = deque(maxlen=200)
         self._landed = 0
+        self._phase = ""
 
     # -------------------------------------------------------------- control
     def start(self) -> None:
@@ -81,6 +84,7 @@ class RunJob(BackgroundJob[JobState, JobSnapshot], RunObserver):
                 return
             if self._state in ("stopped", "completed"):
                 raise DatagenError(f"run {self.run_id} is {self._state}; start a new run instead")
+            self._phase = "starting"
             self._start_thread("starting")
 
     def reopen(self, llm_config: LLMConfig) -> None:
@@ -142,6 +146,11 @@ class RunJob(BackgroundJob[JobState, JobSnapshot], RunObserver):
         with self._lock:
             self._progress = {k: replace(v) for k, v in progress.items()}
             self._landed += len(samples)
+            self._phase = ""
+
+    def on_phase(self, phase: str) -> None:
+        with self._lock:
+            self._phase = phase
 
     def on_message(self, level: str, message: str) -> None:
         with self._lock:
@@ -153,6 +162,7 @@ class RunJob(BackgroundJob[JobState, JobSnapshot], RunObserver):
             return JobSnapshot(
                 run_id=self.run_id, state=self._state, progress={k: replace(v) for k, v in self._progress.items()},
                 messages=tuple(self._messages), error=self._error, seconds=self._elapsed(), landed=self._landed,
+                phase=self._phase if self._state in ACTIVE_STATES else "",
             )
 
 

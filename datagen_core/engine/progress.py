@@ -54,3 +54,7 @@ class RunObserver:
     def on_batch(self, samples: Sequence[NewSample], progress: dict[str, LabelProgress]) -> None: ...
 
     def on_message(self, level: str, message: str) -> None: ...
+
+    def on_phase(self, phase: str) -> None:
+        """What the run is doing before offspring land ("starting the model", "embedding the seeds", "waiting for
+        the first answer"), so a user waiting on a cold start sees why."""

@@ -395,10 +395,13 @@ class Runner:
         status = "failed"
         self.llm.on_fault = self._on_fault
         try:
+            self.observer.on_phase(f"connecting to the model ({self.llm.model})")
             await self.llm.check()
+            self.observer.on_phase("embedding the population (the first time, this loads the embedder)")
             landed = await asyncio.to_thread(self._load_populations)
             self.observer.on_start(self.run.id, self.progress)
             self.store.set_run_status(self.run.id, "running")
+            self.observer.on_phase("waiting for the first answers")
             persisting: asyncio.Task[list[NewSample]] | None = None
             flushing: asyncio.Task[None] | None = None
             self._last_answer = time.monotonic()
