@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -284,7 +285,7 @@ def test_in_run_group_check_filters_near_copies_of_the_population(home: Path, em
     def near_copies(body: dict[str, object]) -> str:
         messages = body["messages"]  # type: ignore[index]
         parent = regex.search(r"Example 1: (.+)\n", messages[-1]["content"])
-        if parent and hash(messages[-1]["content"]) % 2 == 0:
+        if parent and hashlib.sha256(messages[-1]["content"].encode()).digest()[0] % 2 == 0:  # not hash(): seeded
             return parent.group(1) + " Thanks!"
         from .loopback_server import deterministic_text
 
@@ -297,9 +298,10 @@ def test_in_run_group_check_filters_near_copies_of_the_population(home: Path, em
         assert summary.status == "completed" and store.kept_counts(run_id) == {"HUM": 6, "LOC": 6, "NUM": 6}
         rows = store.samples(run_id=run_id, include_filtered=True)
         copies = rows[rows["text"].str.endswith(" Thanks!")]
-        # each copy is filtered: near the population, or (the same parent copied twice) an exact duplicate
+        # a copy is filtered as near the population, or (the same parent copied twice) as an exact duplicate; one
+        # that the remark moved 0.3 or more away is a new member, which the distances below check
         assert len(copies) > 0 and "near_duplicate" in set(copies["filter_reason"])
-        assert set(copies["filter_reason"]) <= {"near_duplicate", "duplicate"}
+        assert set(copies["filter_reason"].dropna()) <= {"near_duplicate", "duplicate"}
         kept = rows[rows["filter_reason"].isna()]
         vectors = embedder.encode(list(kept["text"]))
         for label in ("HUM", "LOC", "NUM"):
