@@ -16,6 +16,7 @@ from typing import TypeVar
 
 import streamlit as st
 from pydantic import ValidationError
+from streamlit.runtime.pages_manager import PagesManager
 
 from datagen_core.config import LLMConfig, redact_url
 from datagen_core.errors import DatagenError
@@ -44,7 +45,18 @@ def _workspace(home: str) -> Workspace:
 
 def workspace() -> Workspace:
     """The workspace of $DATAGEN_HOME (default ./datagen-projects), with the demo project in it."""
+    _route_through_app()
     return _workspace(str(default_home().resolve()))
+
+
+def _route_through_app() -> None:
+    """Until app.py has called `st.navigation` once in this process, Streamlit routes by the `pages/` folder (its
+    older multipage mode): a bookmark opened as a freshly started studio's first visit would run its page alone,
+    without app.py's sidebar, navigation or project from the URL. Leave that mode and rerun, and the same URL goes
+    through app.py's navigation (every page reaches this through the workspace)."""
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
 
 
 def project_name() -> str:

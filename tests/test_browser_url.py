@@ -32,6 +32,11 @@ def test_reload_new_tab_and_typed_url_keep_the_project(tmp_path: Path) -> None:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.set_default_timeout(WAIT_MS)
+        # the freshly started studio's very first visit is a bookmark of a page: it opens that page of that
+        # project, through app.py's navigation (Streamlit would otherwise run the page alone by its pages/ folder)
+        page.goto(f"{url}/review?project=trec")
+        expect(page.get_by_text(TREC_ROWS)).to_be_visible()
+        expect(page.get_by_test_id("stSidebarNav").get_by_role("link", name="Genes & constraints")).to_be_visible()
         page.goto(url)
         page.locator(IDLE).wait_for()
         page.get_by_test_id("stSidebar").get_by_label("Project").click()
