@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -14,7 +16,7 @@ from datagen_core.config import Gene
 from datagen_core.errors import DatagenError
 from datagen_core.store import Store
 
-genes_app = typer.Typer(no_args_is_help=True, help="Show, propose and edit a project's genes (versioned).")
+genes_app = typer.Typer(no_args_is_help=True, help="Show, propose, edit and restore a project's genes (versioned).")
 topics_app = typer.Typer(no_args_is_help=True, help="Topics per label for `run --method topic` (versioned).")
 attributes_app = typer.Typer(no_args_is_help=True,
                              help="Values per attribute (gene) for `run --method attrprompt` (versioned).")
@@ -28,18 +30,20 @@ def _parse_gene(text: str) -> Gene:
         raise DatagenError(f"gene {text!r}: {exc.errors()[0]['msg']}") from None
 
 
+def _print_gene_lines(genes: Sequence[Gene]) -> None:
+    for gene in genes:
+        out.print(f"  - {gene.name}: {gene.description}" if gene.description else f"  - {gene.name}", soft_wrap=True)
+
 
 def _print_genes(store: Store, all_versions: bool) -> None:
     sets = store.gene_sets()
     if not sets:
-        out.print("no genes yet: `datagen genes propose` or `datagen genes set`")
+        out.print("no genes yet: `datagen genes propose`, `datagen genes use` (the library) or `datagen genes set`")
         return
     for gene_set in sets if all_versions else sets[-1:]:
         out.print(Text.assemble((f"version {gene_set.version}", "bold"), f" ({gene_set.source}) {gene_set.note}"),
                   soft_wrap=True)
-        for gene in gene_set.genes:
-            out.print(f"  - {gene.name}: {gene.description}" if gene.description else f"  - {gene.name}",
-                      soft_wrap=True)
+        _print_gene_lines(gene_set.genes)
         for constraint in gene_set.constraints:
             out.print(f"  constraint: {constraint}", soft_wrap=True)
 
@@ -56,17 +60,63 @@ def genes_list(
 @genes_app.command("propose")
 def genes_propose(
     name: str,
-    count: Annotated[int, typer.Option(min=2, max=6)] = 4,
+    count: Annotated[int, typer.Option(min=2, max=6, help="How many genes to ask for (exactly).")] = 4,
+    accept: Annotated[bool, typer.Option("--accept", help="Save the proposal as a new version.")] = False,
     base_url: BaseUrl = None,
     model: Model = None,
     home: Home = DEFAULT_HOME,
 ) -> None:
-    """Ask the LLM which genes matter for the task; saves them as a new version."""
-    from datagen_core.proposals.genes import propose_genes
+    """Ask the LLM which genes matter for the task; shows a draft, saved only with --accept."""
+    from datagen_core.proposals.genes import accept_genes, propose_genes
 
     with open_project(home, name) as store:
-        genes = propose_genes(store, llm_config(base_url, model), count)
-        store.add_gene_set(genes, "llm", note="proposed by the LLM")
+        config = llm_config(base_url, model)
+        genes = propose_genes(store, config, count)
+        if accept:
+            accept_genes(store, genes, "llm", note=f"proposed by {config.model}")
+            _print_genes(store, False)
+            return
+    out.print(Text.assemble(("proposal", "bold"), f" by {config.model} ({len(genes)} genes)"), soft_wrap=True)
+    _print_gene_lines(genes)
+    out.print(f"not saved: review it, then `datagen genes propose {name} --accept` or `datagen genes set {name} ...`",
+              soft_wrap=True)
+    out.print("to save exactly these genes (--accept asks the model again):", soft_wrap=True)
+    arguments = [f"{g.name}: {g.description}" if g.description else g.name for g in genes]
+    out.print("  " + shlex.join(["datagen", "genes", "set", name, *arguments]), soft_wrap=True)
+
+
+@genes_app.command("restore")
+def genes_restore(name: str, version: Annotated[int, typer.Argument(min=1)], home: Home = DEFAULT_HOME) -> None:
+    """Save an earlier version's genes and constraints again as the newest version."""
+    from datagen_core.proposals.genes import restore_gene_set
+
+    with open_project(home, name) as store:
+        restore_gene_set(store, version)
+        _print_genes(store, False)
+
+
+@genes_app.command("library")
+def genes_library(kind: Annotated[str | None, typer.Argument(help="One task kind; all when omitted.")] = None) -> None:
+    """List the gene sets that need no LLM, per task kind (`datagen genes use NAME KIND` saves one)."""
+    from datagen_core.proposals.gene_library import LIBRARY, LIBRARY_VERSION, library_set
+
+    sets = [library_set(kind)] if kind else list(LIBRARY.values())
+    out.print(f"gene library v{LIBRARY_VERSION}: `datagen genes use NAME KIND` saves a set as a new version")
+    for chosen in sets:
+        out.print(Text.assemble((chosen.kind, "bold"), f" · {chosen.title} · {chosen.source}"), soft_wrap=True)
+        _print_gene_lines(chosen.genes)
+
+
+@genes_app.command("use")
+def genes_use(
+    name: str, kind: Annotated[str, typer.Argument(help="A task kind of `datagen genes library`.")],
+    home: Home = DEFAULT_HOME,
+) -> None:
+    """Replace the genes with the library's set for a task kind (a new version; no LLM needed)."""
+    from datagen_core.proposals.gene_library import use_library_set
+
+    with open_project(home, name) as store:
+        use_library_set(store, kind)
         _print_genes(store, False)
 
 
