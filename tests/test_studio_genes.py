@@ -1,9 +1,12 @@
-"""The studio's Genes & constraints page: LLM proposals, table edits and constraints, all as new versions."""
+"""The studio's Genes & constraints page: LLM proposals and library sets as drafts, table edits, constraints and
+restores, each saved as a new version."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -61,7 +64,7 @@ def test_genes_from_rows_orders_validates_and_skips_blank_rows() -> None:
         "no named people", "under 40 words"]
 
 
-def test_propose_genes_with_the_llm_keeps_the_constraints(studio: Studio) -> None:
+def test_a_proposal_is_a_draft_saved_only_on_accept_and_keeps_the_constraints(studio: Studio) -> None:
     at = studio.open_page("pages/genes.py")
     store = studio.workspace().store(DEMO)
     assert any("**Version 1** · demo" in m.value for m in at.markdown)
@@ -73,14 +76,115 @@ def test_propose_genes_with_the_llm_keeps_the_constraints(studio: Studio) -> Non
         at.run()
         assert server.stats.completions >= 1
     assert not at.exception and not errors(at), errors(at)
+    # a draft: shown in its own table, nothing saved yet
+    assert store.gene_set().version == 2  # type: ignore[union-attr]
+    assert any("Draft (not saved)" in h.value for h in at.subheader)
+    draft = at.data_editor[0]
+    assert draft.key.startswith("gene_draft_editor_")  # type: ignore[union-attr]
+    assert list(draft.value["name"]) == ["length", "tone", "subtopic", "style"]
+    assert list(at.data_editor(key="gene_editor").value["name"]) == DEMO_GENES  # the editor still holds version 2
+    button(at, "Accept as new version").click()
+    at.run()
+    assert not at.exception and not errors(at), errors(at)
     assert any("Saved 4 proposed genes as version 3" in s.value for s in at.success)
     latest = store.gene_set()
     assert latest is not None and latest.version == 3 and latest.source == "llm"
     assert [g.name for g in latest.genes] == ["length", "tone", "subtopic", "style"]
     assert latest.constraints == ("no named people",) and latest.note == "proposed by loopback"
-    # the page shows the new version, and the editor starts from it
+    # the page shows the new version, the editor starts from it, and the draft is gone
     assert any("**Version 3** · llm" in m.value for m in at.markdown)
     assert list(at.data_editor[0].value["name"]) == ["length", "tone", "subtopic", "style"]
+    assert len(at.data_editor) == 1 and not any("Draft" in h.value for h in at.subheader)
+
+
+def answer_genes(pairs: list[tuple[str, str]]) -> Callable[[dict[str, Any]], str]:
+    """A loopback answer: these genes to a gene request, "OK" to the connection check."""
+    genes = json.dumps({"genes": [{"name": n, "description": d} for n, d in pairs]})
+    return lambda body: genes if body.get("response_format") else "OK"
+
+
+def test_the_draft_honours_the_count_can_be_edited_or_discarded(studio: Studio) -> None:
+    at = studio.open_page("pages/genes.py")
+    store = studio.workspace().store(DEMO)
+    five = [("length", "number of words"), ("tone", "casual or urgent"), ("subtopic", "what it is about"),
+            ("style", "spelling and punctuation"), ("audience", "who the message is for")]
+    with LoopbackServer(answer=answer_genes(five)) as server:
+        at.session_state["llm_config"] = LLMConfig(backend="openai", base_url=server.base_url, model="loopback")
+        at.number_input(key="propose_count").set_value(3)
+        at.run()
+        button(at, "Propose genes with the LLM").click()
+        at.run()
+        assert list(at.data_editor[0].value["name"]) == ["length", "tone", "subtopic"]  # 3 asked, 3 kept
+        button(at, "Discard the draft").click()
+        at.run()
+        assert any("Discarded the draft: nothing was saved" in s.value for s in at.success)
+        assert len(at.data_editor) == 1 and len(store.gene_sets()) == 1
+        # propose again, rename a gene in the draft, accept: the note says it was edited
+        button(at, "Propose genes with the LLM").click()
+        at.run()
+    draft_key = at.data_editor[0].key
+    at.session_state[draft_key] = {"edited_rows": {1: {"name": "mood"}}, "added_rows": [], "deleted_rows": []}
+    button(at, "Accept as new version").click()
+    at.run()
+    assert not at.exception and not errors(at), errors(at)
+    latest = store.gene_set()
+    assert latest is not None and latest.version == 2 and [g.name for g in latest.genes] == ["length", "mood",
+                                                                                             "subtopic"]
+    assert latest.note == "proposed by loopback, edited in the studio"
+
+
+def test_a_placeholder_proposal_is_refused_and_saves_nothing(studio: Studio) -> None:
+    at = studio.open_page("pages/genes.py")
+    sandwich = [(letter, "a very important gene that helps me to eat a sandwich") for letter in "ABCDE"]
+    with LoopbackServer(answer=answer_genes(sandwich)) as server:
+        at.session_state["llm_config"] = LLMConfig(backend="openai", base_url=server.base_url, model="loopback")
+        at.run()
+        button(at, "Propose genes with the LLM").click()
+        at.run()
+    assert not at.exception and any("no usable genes in 3 tries" in e and "'A' (a single character" in e
+                                    for e in errors(at)), errors(at)
+    assert len(at.data_editor) == 1 and len(studio.workspace().store(DEMO).gene_sets()) == 1
+
+
+def test_start_from_the_library_then_accept(studio: Studio) -> None:
+    at = studio.open_page("pages/genes.py")
+    store = studio.workspace().store(DEMO)
+    store.add_gene_set(store.gene_set().genes, "user", constraints=["no named people"])  # type: ignore[union-attr]
+    at.run()
+    at.selectbox(key="library_kind").set_value("topic").run()
+    assert any("Source: Genetic Prompt paper, AG News" in c.value for c in at.caption)
+    preview = [d for d in at.dataframe if d not in list(at.data_editor)]
+    assert any(list(d.value["name"]) == ["length", "location", "style", "subtopic"] for d in preview)
+    button(at, "Load into the draft").click()
+    at.run()
+    assert list(at.data_editor[0].value["name"]) == ["length", "location", "style", "subtopic"]
+    assert store.gene_set().version == 2  # type: ignore[union-attr]
+    button(at, "Accept as new version").click()
+    at.run()
+    assert not at.exception and not errors(at), errors(at)
+    assert any("Saved 4 library genes as version 3" in s.value for s in at.success)
+    latest = store.gene_set()
+    assert latest is not None and [g.name for g in latest.genes] == ["length", "location", "style", "subtopic"]
+    assert latest.note == "library v1: topic (Genetic Prompt paper, AG News)"
+    assert latest.constraints == ("no named people",)
+
+
+def test_restore_an_earlier_version(studio: Studio) -> None:
+    at = studio.open_page("pages/genes.py")
+    store = studio.workspace().store(DEMO)
+    store.add_gene_set([Gene(name="tone", description="casual or urgent")], "user", constraints=["short"])
+    at.run()
+    assert "Earlier versions (1)" in at.expander[0].label
+    at.button(key="restore_1").click().run()
+    assert not at.exception and not errors(at), errors(at)
+    assert any("Restored version 1 as version 3" in s.value for s in at.success)
+    latest = store.gene_set()
+    assert latest is not None and latest.version == 3 and [g.name for g in latest.genes] == DEMO_GENES
+    assert (latest.source, latest.note, latest.constraints) == ("demo", "restored v1", ())
+    assert any("**Version 3** · demo · restored v1" in m.value for m in at.markdown)
+    assert list(at.data_editor[0].value["name"]) == DEMO_GENES
+    at.button(key="restore_1").click().run()  # version 1 is the current genes again: nothing to restore
+    assert any("nothing to restore" in e for e in errors(at)) and len(store.gene_sets()) == 3
 
 
 def test_propose_against_a_dead_endpoint_shows_an_error(studio: Studio) -> None:
