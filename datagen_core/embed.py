@@ -22,8 +22,16 @@ EMBED_MODEL = "all-MiniLM-L6-v2"
 EMBED_DIM = 384
 
 
-@cache
+_LOADING = threading.Lock()  # a warm-up thread and a first encode never load the model twice
+
+
 def _sentence_transformer() -> Any:
+    with _LOADING:
+        return _load_sentence_transformer()
+
+
+@cache
+def _load_sentence_transformer() -> Any:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     try:
@@ -45,6 +53,10 @@ class Embedder:
     def __init__(self, batch_size: int = 64) -> None:
         self.batch_size = batch_size
         self._lock = threading.Lock()
+
+    def warm_up(self) -> None:
+        """Load the model in a background thread now, so the first run does not wait for it (a few seconds)."""
+        threading.Thread(target=_sentence_transformer, name="embedder-warm-up", daemon=True).start()
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Embed without caching; rows are L2-normalised float32."""

@@ -29,6 +29,7 @@ class Workspace:
     def __init__(self, home: Path, embedder: Embedder | None = None) -> None:
         self.home = home
         self.embedder = embedder or Embedder()
+        self.embedder.warm_up()  # the studio's first run, map or metric then finds it loaded
         self.runs = RunManager(self.embedder)
         self.evaluations = EvaluationJobs(self.embedder)
         self._stores: dict[str, Store] = {}

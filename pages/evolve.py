@@ -106,8 +106,9 @@ def run_status(run: RunInfo, snap: JobSnapshot | None) -> str:
     return snap.state if snap is not None and snap.state not in ("completed", "failed") else run.status
 
 
-def run_caption(run: RunInfo, snap: JobSnapshot | None) -> str:
-    return (f"{run.id} · {run_status(run, snap)} · {run.config.per_label} per label · "
+def run_caption(run: RunInfo) -> str:
+    """What never changes about a run (its state is drawn by the live feed: a choice's label would go stale)."""
+    return (f"{run.id} · {METHODS.title(run.method)} · {run.config.per_label} per label · "
             f"{run.created_at:%Y-%m-%d %H:%M}")
 
 
@@ -289,6 +290,7 @@ def live_feed(run_id: str, live: bool) -> None:
     snap = job.snapshot() if job is not None else None
     if live and (snap is None or not snap.active):
         st.rerun()  # the job just ended: redraw the page so the feed stops ticking and buttons update
+    st.markdown(f"**Run {run.id}: {run_status(run, snap)}**")
     st.caption(md(run_settings(run)))
     if snap is not None and snap.phase:
         st.info(f"Run {run.id} is {md(snap.phase)}…", icon="⏳")
@@ -319,9 +321,9 @@ def main() -> None:
     if st.session_state.get(RUN_KEY) not in ids:
         st.session_state[RUN_KEY] = ids[0]
     by_id = {r.id: r for r in runs}
-    snaps = {run_id: job.snapshot() for run_id in ids if (job := jobs.job(store, run_id)) is not None}
-    run_id = st.selectbox("Run", ids, key=RUN_KEY, format_func=lambda i: run_caption(by_id[i], snaps.get(i)))
-    live = run_id in snaps and snaps[run_id].active
+    run_id = st.selectbox("Run", ids, key=RUN_KEY, format_func=lambda i: run_caption(by_id[i]))
+    job = jobs.job(store, run_id)
+    live = job is not None and job.snapshot().active
     st.fragment(live_feed, run_every=LIVE_SECONDS if live else None)(run_id, live)
     if going:
         st.divider()

@@ -29,6 +29,7 @@ T = TypeVar("T")
 
 PROJECT_KEY = "project"
 MISSING_KEY = "project_missing"  # a project the URL named that this folder does not hold
+ROUTED_KEY = "routed_through_app"  # this session left Streamlit's pages/-folder routing once
 ACTIVITY_SECONDS = 2.0  # how often the sidebar's run and evaluation lines redraw while one goes on
 LLM_KEY = "llm_config"
 
@@ -53,8 +54,10 @@ def _route_through_app() -> None:
     """Until app.py has called `st.navigation` once in this process, Streamlit routes by the `pages/` folder (its
     older multipage mode): a bookmark opened as a freshly started studio's first visit would run its page alone,
     without app.py's sidebar, navigation or project from the URL. Leave that mode and rerun, and the same URL goes
-    through app.py's navigation (every page reaches this through the workspace)."""
-    if PagesManager.uses_pages_directory:
+    through app.py's navigation (every page reaches this through the workspace). Once per session: the mode is the
+    process's, and a session's later runs never meet it again."""
+    if PagesManager.uses_pages_directory and not st.session_state.get(ROUTED_KEY):
+        st.session_state[ROUTED_KEY] = True
         PagesManager.uses_pages_directory = False
         st.rerun()
 
