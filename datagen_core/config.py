@@ -51,7 +51,7 @@ class GeneSet(Frozen):
 
     version: int
     genes: tuple[Gene, ...]
-    source: Literal["llm", "user", "demo"]
+    source: Literal["llm", "user", "demo", "library"]
     note: str = ""
     constraints: tuple[str, ...] = ()
 

@@ -18,9 +18,11 @@ _LINE_START = re.compile(r"^([ \t]*(?:\d+(?=[.)]))?)([#>+\-=.)])", re.MULTILINE)
 #: Streamlit's shortcodes (emoji, `:material/...:` icons, `:streamlit:`) are matched in the parsed text, where a
 #: backslash no longer is: a zero-width space after the colon keeps them as written.
 _SHORTCODE = re.compile(r":(?=material/|[A-Za-z+-][\w+-]*:)")
-#: GFM links bare URLs and e-mail addresses in the parsed text, which no escape reaches: a zero-width space after
-#: `http:`, `https:`, `www` and `@` keeps them text.
-_AUTOLINK = re.compile(r"(?<=http:)(?=//)|(?<=https:)(?=//)|(?<=\bwww)(?=\.)|(?<=@)(?=[\w-])", re.IGNORECASE)
+#: GFM links bare URLs and e-mail addresses (`http://`, `https://`, `www.`, `a@b`), which no backslash escape stops:
+#: their `:`, `.` or `@` is written as a character reference, which renders as the same character (a copied URL
+#: still works) but no longer spells a link.
+_AUTOLINK = re.compile(r"(?<=http)(:)(?=//)|(?<=https)(:)(?=//)|(?<=\bwww)(\.)|(@)(?=[\w-])", re.IGNORECASE)
+_REFERENCE = {":": "&#58;", ".": "&#46;", "@": "&#64;"}
 #: Leading spaces or tabs (four start a code block, which would show the escapes): non-breaking spaces instead.
 _INDENT = re.compile(r"^[ \t]+", re.MULTILINE)
 
@@ -31,7 +33,7 @@ def md(text: object) -> str:
     escaped = _INLINE.sub(lambda m: "\\" + m.group(1) if m.group(1) else m.group(0), lines)
     escaped = _LINE_START.sub(r"\1\\\2", escaped)
     escaped = _INDENT.sub(lambda m: "\u00a0" * len(m.group(0).expandtabs(4)), escaped)
-    escaped = _AUTOLINK.sub("\u200b", escaped)
+    escaped = _AUTOLINK.sub(lambda m: _REFERENCE[m.group(0)], escaped)
     return _SHORTCODE.sub(":\u200b", escaped)
 
 

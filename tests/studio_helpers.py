@@ -16,6 +16,7 @@ The app and the test share one process, so `studio.workspace()` is the very work
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,3 +83,12 @@ def button(at: AppTest, label: str) -> Button:
 
 def errors(at: AppTest) -> list[str]:
     return [e.value for e in at.error]
+
+
+def as_shown(markdown: str) -> str:
+    """A markdown string the studio escaped with `md()`, as a reader sees it: escapes, the character references
+    that keep URLs from becoming links and the zero-width spaces after shortcode colons undone."""
+    plain = re.sub(r"\\(.)", r"\1", markdown)
+    for reference, character in (("&#58;", ":"), ("&#46;", "."), ("&#64;", "@")):
+        plain = plain.replace(reference, character)
+    return plain.replace("\u200b", "")

@@ -40,7 +40,7 @@ def test_init_genes_run_export(tmp_path: Path, home: Path, capsys: pytest.Captur
     assert "16 examples" in out
     with LoopbackServer() as server:
         endpoint = ["--base-url", server.base_url, "--model", "loopback"]
-        code, out, err = run_cli(capsys, home, "genes", "propose", "sms", *endpoint)
+        code, out, err = run_cli(capsys, home, "genes", "propose", "sms", "--accept", *endpoint)
         assert code == 0, err
         assert "tone" in out
         assert run_cli(capsys, home, "genes", "remove", "sms", "tone")[0] == 0

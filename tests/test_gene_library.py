@@ -226,7 +226,7 @@ def test_cli_library_use_and_restore(home: Path, capsys: pytest.CaptureFixture[s
     assert code == 0 and "call to action" in out and "entity proximity" not in out
     code, out, err = run("genes", "use", "trec", "question")
     assert code == 0, err
-    assert "version 2 (user) library v1: question (studio default)" in out and "- question form:" in out
+    assert "version 2 (library) library v1: question (studio default)" in out and "- question form:" in out
     code, out, err = run("genes", "restore", "trec", "1")
     assert code == 0, err
     assert "version 3 (user) restored v1" in out and "- wh-word" in out

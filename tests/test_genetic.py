@@ -83,11 +83,11 @@ def test_parse_genes_accepts_valid_and_rejects_malformed() -> None:
 
 def test_propose_retries_malformed_answers_then_gives_a_clear_error(home: Path) -> None:
     make_project(home)
-    answers = iter(["not json", json.dumps({"genes": [{"name": "tone", "description": "x"},
-                                                      {"name": "topic", "description": "y"}]})])
+    answers = iter(["not json", json.dumps({"genes": [{"name": "tone", "description": "casual or formal"},
+                                                      {"name": "topic", "description": "what it asks about"}]})])
     with Store.open(home / "trec.duckdb") as store:
         with LoopbackServer(answer=lambda body: "OK" if body["max_tokens"] == 2 else next(answers)) as server:
-            genes = propose_genes(store, loopback_config(server))
+            genes = propose_genes(store, loopback_config(server), count=2)
             assert [g.name for g in genes] == ["tone", "topic"]
             assert server.stats.completions == 1 + 2  # the connection check, a malformed and a valid answer
         with LoopbackServer(answer=lambda body: "[]") as server, pytest.raises(DatagenError, match="no usable genes"):

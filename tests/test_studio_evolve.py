@@ -22,7 +22,7 @@ from datagen_core.methods.datagen import DataGenOptions
 from datagen_core.store import SampleFilter, Store
 
 from .loopback_server import LoopbackServer, deterministic_text
-from .studio_helpers import Studio, studio_session
+from .studio_helpers import Studio, as_shown, studio_session
 
 PAGE = "pages/evolve.py"
 TIMEOUT = 120.0
@@ -35,7 +35,7 @@ def studio(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Studio]:
 
 def unescaped(at: AppTest) -> list[str]:
     """Markdown on the page with the page's escaping undone, to compare with stored texts."""
-    return [re.sub(r"\\(.)", r"\1", m.value).replace("\u200b", "") for m in at.markdown]  # URLs kept text
+    return [as_shown(m.value) for m in at.markdown]
 
 
 def open_evolve(studio: Studio, llm: LLMConfig, project: str | None = None) -> AppTest:
@@ -167,7 +167,7 @@ def test_no_genes_and_a_dead_endpoint_are_clear_messages(studio: Studio) -> None
     at.run()
     (run,) = store.runs()
     assert store.run(run.id).status == "failed"
-    errors = [e.value.replace("\u200b", "") for e in at.error]  # the page breaks URLs up so none is a link
+    errors = [as_shown(e.value) for e in at.error]
     assert any("cannot reach the LLM endpoint http://127.0.0.1:9/v1" in e for e in errors), errors
     assert {m.label: m.value for m in at.metric}["Job"] == "failed"
     assert not at.button(key="evolve_resume").disabled  # a failed run may be retried, e.g. after fixing the URL

@@ -19,7 +19,7 @@ from datagen_core.export import dataset_card, export_bytes, export_frame, train_
 from datagen_core.store import Store
 
 from .loopback_server import LoopbackServer
-from .studio_helpers import Studio, studio_session
+from .studio_helpers import Studio, as_shown, studio_session
 
 DEMO = "sms-spam-demo"
 LINEAGE = ("parent_ids", "gene_split", "prompt", "model", "raw_response", "sampling", "run_id", "llm_call_id")
@@ -83,7 +83,7 @@ def test_export_bytes_round_trip_every_format(studio: Studio, tmp_path: Path) ->
 
 def test_dataset_card_names_the_model_and_the_genes(studio: Studio) -> None:
     store, run_id = evolve(studio)
-    card = dataset_card(store, export_frame(store, run_id=run_id), run_id).replace("\u200b", "")  # URLs kept text
+    card = as_shown(dataset_card(store, export_frame(store, run_id=run_id), run_id))
     assert "# Dataset card: sms-spam-demo" in card and "SMS spam detection" in card
     assert "- model: loopback (openai, http://127.0.0.1:" in card
     assert "genes (version 1): length (number of words); tone (" in card and "writing style" in card

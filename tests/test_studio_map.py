@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -19,7 +18,7 @@ from streamlit.testing.v1 import AppTest
 
 from datagen_core.demo import DEMO_PROJECT
 
-from .studio_helpers import Studio, studio_session
+from .studio_helpers import Studio, as_shown, studio_session
 from .test_review_store import SPLIT, add_offspring, new_run
 
 PAGE = "pages/map.py"
@@ -37,7 +36,7 @@ def traces(at: AppTest) -> list[str]:
 
 
 def unescaped(at: AppTest) -> list[str]:
-    return [re.sub(r"\\(.)", r"\1", m.value).replace("\u200b", "") for m in at.markdown]  # URLs kept text
+    return [as_shown(m.value) for m in at.markdown]
 
 
 def shown_caption(at: AppTest) -> str:

@@ -20,7 +20,9 @@ def validate_run(store: Store, config: RunConfig) -> RunConfig:
     if unknown:
         raise DatagenError(f"unknown label(s) {unknown}; the project's labels are {labels}")
     if METHODS.get(config.method).needs_genes and store.gene_set() is None:
-        raise DatagenError("the project has no genes: run `datagen genes propose` or `datagen genes set` first")
+        raise DatagenError("the project has no genes: start from the library (`datagen genes library`, then "
+                           "`datagen genes use`), type them (`datagen genes set`) or accept a proposal "
+                           "(`datagen genes propose --accept`)")
     for check in config.checks:
         CHECKS.get(check.name).require(store)
     return config

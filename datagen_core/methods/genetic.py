@@ -109,7 +109,9 @@ class GeneticMethod(GenerationMethod):
     def __init__(self, context: MethodContext, rng: np.random.Generator) -> None:
         super().__init__(context, rng)
         if context.gene_set is None or not context.gene_set.genes:
-            raise DatagenError("the project has no genes: run `datagen genes propose` or `datagen genes set` first")
+            raise DatagenError("the project has no genes: start from the library (`datagen genes library`, then "
+                           "`datagen genes use`), type them (`datagen genes set`) or accept a proposal "
+                           "(`datagen genes propose --accept`)")
         self.genes = [gene.name for gene in context.gene_set.genes]
         self.constraints = context.gene_set.constraints
         self._selectors: dict[str, ParentSelector] = {}

@@ -95,7 +95,7 @@ def library_set(kind: str) -> LibrarySet:
 
 #: GeneSet.source has no "library" value, so a library set is saved as the user's choice and its note
 #: (`LibrarySet.note`) names the library version, the kind and the set's source.
-LIBRARY_SOURCE = "user"
+LIBRARY_SOURCE = "library"
 
 
 def use_library_set(store: Store, kind: str) -> GeneSet:

@@ -218,8 +218,9 @@ def propose_attribute_values(
     gene_set = store.gene_set()
     if gene_set is None or not gene_set.genes:
         raise DatagenError(
-            f"the project has no genes to propose values for: run `datagen genes propose {project.name}` or "
-            f"`datagen genes set {project.name} ...` first (or `datagen attributes set` to type values)"
+            f"the project has no genes to propose values for: `datagen genes use {project.name} KIND` (see "
+            f"`datagen genes library`) or `datagen genes set {project.name} ...` first (or `datagen attributes set` "
+            "to type values)"
         )
     genes = {gene.name.lower(): gene for gene in gene_set.genes}
     unknown = [a for a in attributes if a.lower() not in genes]
