@@ -18,23 +18,28 @@ _LINE_START = re.compile(r"^([ \t]*(?:\d+(?=[.)]))?)([#>+\-=.)])", re.MULTILINE)
 #: Streamlit's shortcodes (emoji, `:material/...:` icons, `:streamlit:`) are matched in the parsed text, where a
 #: backslash no longer is: a zero-width space after the colon keeps them as written.
 _SHORTCODE = re.compile(r":(?=material/|[A-Za-z+-][\w+-]*:)")
-#: GFM links bare URLs and e-mail addresses (`http://`, `https://`, `www.`, `a@b`), which no backslash escape stops:
-#: their `:`, `.` or `@` is written as a character reference, which renders as the same character (a copied URL
-#: still works) but no longer spells a link.
-_AUTOLINK = re.compile(r"(?<=http)(:)(?=//)|(?<=https)(:)(?=//)|(?<=\bwww)(\.)|(@)(?=[\w-])", re.IGNORECASE)
-_REFERENCE = {":": "&#58;", ".": "&#46;", "@": "&#64;"}
+#: Bare URLs and e-mail addresses, which GFM makes links whatever is escaped around them: `md` puts each in an
+#: inline code span, where no renderer makes links, and a copied URL stays exactly as written.
+_AUTOLINK = re.compile(r"(?i)\b(?:https?://|www\.)[^\s<>`]*[^\s<>`.,;:!?)\]'\"]|[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_SLOT = re.compile("\x00(\\d+)\x00")
 #: Leading spaces or tabs (four start a code block, which would show the escapes): non-breaking spaces instead.
 _INDENT = re.compile(r"^[ \t]+", re.MULTILINE)
 
 
 def md(text: object) -> str:
     """`text` escaped for a Streamlit markdown context, so it shows exactly as written (plain words unchanged)."""
-    lines = "\n".join(str(text).splitlines())  # markdown also ends a line at a lone carriage return
-    escaped = _INLINE.sub(lambda m: "\\" + m.group(1) if m.group(1) else m.group(0), lines)
+    lines = "\n".join(str(text).replace("\x00", "").splitlines())  # markdown also ends a line at a lone CR
+    urls: list[str] = []
+
+    def slot(match: re.Match[str]) -> str:  # URLs wait in numbered slots while the rest is escaped
+        urls.append(match.group(0))
+        return f"\x00{len(urls) - 1}\x00"
+
+    escaped = _INLINE.sub(lambda m: "\\" + m.group(1) if m.group(1) else m.group(0), _AUTOLINK.sub(slot, lines))
     escaped = _LINE_START.sub(r"\1\\\2", escaped)
     escaped = _INDENT.sub(lambda m: "\u00a0" * len(m.group(0).expandtabs(4)), escaped)
-    escaped = _AUTOLINK.sub(lambda m: _REFERENCE[m.group(0)], escaped)
-    return _SHORTCODE.sub(":\u200b", escaped)
+    escaped = _SHORTCODE.sub(":\u200b", escaped)
+    return _SLOT.sub(lambda m: code(urls[int(m.group(1))]), escaped)
 
 
 def code(text: object) -> str:

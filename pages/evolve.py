@@ -26,6 +26,7 @@ from studio.render import gene_split, genes_text, md, parent_ids, quoted
 
 LIVE_SECONDS = 2.0  # how often the feed redraws while a job is active
 CARDS = 6  # newest offspring shown as cards
+METRIC_WIDTH = 200  # px: the widest figure ("completed", "interrupted") reads whole; the row wraps instead
 RUN_KEY = "evolve_run"
 STOP_CONFIRM_KEY = "evolve_confirm_stop"
 STARTED_KEY = "evolve_started"  # the run this session just started, for a toast after the redraw
@@ -119,16 +120,16 @@ def controls(store: Store, run: RunInfo, snap: JobSnapshot | None, llm_config: L
     active = snap is not None and snap.active
     finished = run.status in ("completed", "stopped") or (snap is not None and snap.state in ("completed", "stopped"))
     can_resume = not active and not finished and run.status in RESUMABLE_STATUSES
-    pause, resume, stop, top_up = st.columns(4)
-    if pause.button("Pause", key="evolve_pause", disabled=not active or snap.state not in ("starting", "running")):
+    buttons = st.container(horizontal=True)
+    if buttons.button("Pause", key="evolve_pause", disabled=not active or snap.state not in ("starting", "running")):
         if job is not None:
             job.pause()
         st.rerun()
-    resumed = resume.button("Resume", key="evolve_resume", disabled=not can_resume,
+    resumed = buttons.button("Resume", key="evolve_resume", disabled=not can_resume,
                             type="primary" if can_resume else "secondary")
     if resumed and state.attempt(lambda: runs.launch(store, run.id, llm_config)) is not None:
         st.rerun()
-    if stop.button("Stop…", key="evolve_stop", disabled=finished or not (active or can_resume)):
+    if buttons.button("Stop…", key="evolve_stop", disabled=finished or not (active or can_resume)):
         st.session_state[STOP_CONFIRM_KEY] = run.id
     if st.session_state.get(STOP_CONFIRM_KEY) == run.id and not finished:
         st.warning(f"Stop run {run.id} for good? What landed stays; the run cannot be resumed afterwards.")
@@ -144,7 +145,7 @@ def controls(store: Store, run: RunInfo, snap: JobSnapshot | None, llm_config: L
             st.session_state.pop(STOP_CONFIRM_KEY, None)
             st.rerun()
     missing = sum(missing_offspring(store, run).values()) if run.status == "completed" and not active else 0
-    if missing and top_up.button(
+    if missing and buttons.button(
             f"Top up {missing}", key="evolve_top_up",
             help=f"Ask again for the {missing} offspring rejected in review: same run, same lineage rules; "
                  "rejected offspring are no parents.") \
@@ -201,20 +202,21 @@ def compact(count: float) -> str:
 
 def usage_metrics(store: Store, run: RunInfo, snap: JobSnapshot | None) -> None:
     usage = store.run_usage(run.id)
-    cols = [*st.columns(3), *st.columns(3)]  # two rows: six metrics side by side do not fit a narrow window
-    cols[0].metric("Job", snap.state if snap is not None else "idle",
-                   help=None if snap is not None else "No job of this studio runs this run now.")
-    cols[1].metric("LLM calls", int(usage["calls"]), help="Answered from the cache: "
-                   f"{int(usage['cached_calls'])}")
-    cols[2].metric("Failed calls", int(usage["failed_calls"]))
+    row = st.container(horizontal=True)  # wraps into as many rows as the window needs; no figure is cut
+    row.metric("Job", snap.state if snap is not None else "idle", width=METRIC_WIDTH,
+               help=None if snap is not None else "No job of this studio runs this run now.")
+    row.metric("LLM calls", int(usage["calls"]), width=METRIC_WIDTH,
+               help=f"Answered from the cache: {int(usage['cached_calls'])}")
+    row.metric("Failed calls", int(usage["failed_calls"]), width=METRIC_WIDTH)
     faults = store.run_faults(run.id)
-    cols[3].metric("Retries", int(usage["retries"]), help="Extra attempts after 429s, 5xx, timeouts and dropped "
-                   "connections" + (f": {describe_faults(faults)}; {usage['lost_s']:.1f} s lost to them." if faults
-                                    else "."))
-    cols[4].metric("Tokens", compact(usage["prompt_tokens"] + usage["completion_tokens"]),
-                   help=f"{int(usage['prompt_tokens']):,} in (prompts), {int(usage['completion_tokens']):,} out")
+    row.metric("Retries", int(usage["retries"]), width=METRIC_WIDTH,
+               help="Extra attempts after 429s, 5xx, timeouts and dropped connections"
+                    + (f": {describe_faults(faults)}; {usage['lost_s']:.1f} s lost to them." if faults else "."))
+    row.metric("Tokens", compact(usage["prompt_tokens"] + usage["completion_tokens"]), width=METRIC_WIDTH,
+               help=f"{int(usage['prompt_tokens']):,} in (prompts), {int(usage['completion_tokens']):,} out")
     if snap is not None and snap.seconds > 0:
-        cols[5].metric("Offspring / s", f"{snap.landed / snap.seconds:.2f}", help=f"{snap.seconds:.0f} s running")
+        row.metric("Offspring / s", f"{snap.landed / snap.seconds:.2f}", width=METRIC_WIDTH,
+                   help=f"{snap.seconds:.0f} s running")
     if faults:
         st.caption(f"Retries by kind: {describe_faults(faults)} · {usage['lost_s']:.1f} s lost to them")
 

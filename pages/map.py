@@ -26,20 +26,22 @@ FOCUS_KEY = "map_focus"
 # ---------------------------------------------------------------------------- state
 #: How many points the chart draws at most: in a fresh session Chromium draws the Map of 10,000 points in ~3 s
 #: (60 points: 2 s), of 20,000 in ~4.4 s and of 93,000 in 12 s (benchmarks/scale_studio.py).
+FILTER_WIDTH = 190  # px: a filter reads whole at any window width; the row wraps instead
 DRAWN_CHOICES = {"10,000": 10_000, "2,000": 2_000, "30,000": 30_000, "100,000": 100_000, "all": None}
 
 
 def filters(store: Store) -> SampleFilter:
     labels = [lb.name for lb in store.labels()]
     runs = [r.id for r in reversed(store.runs())]
-    cols = st.columns([2, 2, 2, 2, 1])
-    run_ids = cols[0].multiselect("Run", runs, key="map_runs",
-                                  help="Offspring of these runs; add origin 'real' seeds with the origin filter.")
-    chosen_labels = cols[1].multiselect("Label", labels, key="map_labels")
-    statuses = cols[2].multiselect("Status", list(SAMPLE_STATUSES), key="map_statuses")
-    origin = cols[3].selectbox("Origin", list(ORIGINS), key="map_origin")
-    include_filtered = cols[4].checkbox("Filtered outputs", key="map_filtered",
-                                        help="Also draw outputs the engine dropped (refusals, duplicates, ...).")
+    row = st.container(horizontal=True, vertical_alignment="bottom")  # wraps on a narrow window, never truncates
+    run_ids = row.multiselect("Run", runs, key="map_runs", width=FILTER_WIDTH, placeholder="every run",
+                              help="Offspring of these runs; add origin 'real' seeds with the origin filter.")
+    chosen_labels = row.multiselect("Label", labels, key="map_labels", width=FILTER_WIDTH, placeholder="every label")
+    statuses = row.multiselect("Status", list(SAMPLE_STATUSES), key="map_statuses", width=FILTER_WIDTH,
+                               placeholder="every status")
+    origin = row.selectbox("Origin", list(ORIGINS), key="map_origin", width=FILTER_WIDTH)
+    include_filtered = row.checkbox("Filtered outputs", key="map_filtered", width="content",
+                                    help="Also draw outputs the engine dropped (refusals, duplicates, ...).")
     return SampleFilter(run_ids=tuple(run_ids), labels=tuple(chosen_labels), statuses=tuple(statuses),
                         origin=ORIGINS[origin], include_filtered=include_filtered)
 
@@ -92,9 +94,9 @@ def focus_panel(store: Store, lineage: pd.DataFrame) -> None:
     """The selected sample, its parents side by side and which genes each parent gave."""
     child = lineage.iloc[0]
     sample = store.samples_by_ids([int(child["id"])]).iloc[0]
-    head, clear = st.columns([5, 1])
+    head = st.container(horizontal=True, vertical_alignment="center")
     head.markdown(f"**Selected #{int(child['id'])}** · {md(child['label'])} · {child['origin']} · {child['status']}")
-    clear.button("Clear selection", key="map_clear", on_click=clear_focus)
+    head.button("Clear selection", key="map_clear", on_click=clear_focus, width="content")
     if len(lineage) == 1:
         st.markdown(quoted(str(child["text"])))
         st.caption("A real seed: it has no parents." if child["origin"] == "real" else "No parents recorded.")
@@ -127,11 +129,12 @@ def main() -> None:
     if points is None:
         return
     fitted = int(points["fitted"].sum()) if not points.empty else 0
-    info, limit, refit = st.columns([4, 1, 1], vertical_alignment="bottom")
-    most = limit.selectbox("Points drawn", list(DRAWN_CHOICES), key="map_drawn",
-                           help="A map of many thousands of points is drawn from a fixed subset (the same points "
-                                "stay drawn as filters change); 'all' draws every one, which takes longer.")
-    info.caption(f"{len(points)} point(s) shown · the map was fitted on {emap.fitted_on} text(s); of the points "
+    controls = st.container(horizontal=True, vertical_alignment="bottom")
+    most = controls.selectbox("Points drawn", list(DRAWN_CHOICES), key="map_drawn", width=FILTER_WIDTH,
+                              help="A map of many thousands of points is drawn from a fixed subset (the same points "
+                                   "stay drawn as filters change); 'all' draws every one, which takes longer.")
+    refit = controls.container(width="content")
+    st.caption(f"{len(points)} point(s) shown · the map was fitted on {emap.fitted_on} text(s); of the points "
                  f"shown, {fitted} come from the fit and {len(points) - fitted} were placed incrementally since.")
     if refit.button("Refit map", key="map_refit", help="Fit again on everything the project holds now."):
         with st.spinner("Refitting the map…"):

@@ -40,6 +40,7 @@ from studio import state
 from studio.options_form import options_inputs
 from studio.render import column_pickers, md
 
+SETTING_WIDTH = 220  # px: a setting reads whole at any window width; its row wraps instead
 FLASH_KEY = "metrics_flash"
 JOB_KEY = "metrics_job"  # the id of the evaluation job this session started, until its outcome is shown
 LIVE_SECONDS = 1.5
@@ -168,35 +169,41 @@ def heldout_upload(store: Store, filename: str, data: bytes) -> None:
 def choose(store: Store, has_heldout: bool) -> ComparisonSettings | None:
     """The runs, the real seeds and the settings; None when there is nothing to measure."""
     runs = {run.id: run for run in reversed(store.runs())}  # newest first
-    left, right = st.columns([4, 1], vertical_alignment="bottom")
-    chosen = left.multiselect("Runs", list(runs), default=list(runs)[:2], format_func=lambda r: run_label(runs[r]),
+    row = st.container(horizontal=True, vertical_alignment="bottom")
+    chosen = row.multiselect("Runs", list(runs), default=list(runs)[:2], format_func=lambda r: run_label(runs[r]),
                               key=f"metrics_runs:{state.project_name()}",
                               help="Each run's kept samples that are not rejected, with Review's edits applied.")
-    real = right.checkbox("Real seeds", value=True, key="metrics_real",
-                          help="The project's real examples as a row of their own: the reference.")
+    real = row.checkbox("Real seeds", value=True, key="metrics_real", width="content",
+                        help="The project's real examples as a row of their own: the reference.")
     with st.expander("Settings"):
-        top = st.columns(4)
-        downstream = top[0].checkbox("Downstream F1", value=True, key="metrics_downstream", disabled=not has_heldout,
-                                     help="Train a classifier on each set and score it on the held-out data.")
-        trainer = top[1].selectbox("Trainer", TRAINERS.names(), key="metrics_trainer", format_func=TRAINERS.title,
-                                   help="  \n".join(f"{t.title}: {t.summary}." for t in TRAINERS.values()))
-        seed = top[2].number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="metrics_seed")
+        top = st.container(horizontal=True, vertical_alignment="bottom")  # rows wrap instead of cutting labels
+        downstream = top.checkbox("Downstream F1", value=True, key="metrics_downstream", disabled=not has_heldout,
+                                  width="content", help="Train a classifier on each set and score it on the "
+                                                        "held-out data.")
+        trainer = top.selectbox("Trainer", TRAINERS.names(), key="metrics_trainer", format_func=TRAINERS.title,
+                                width=SETTING_WIDTH,
+                                help="  \n".join(f"{t.title}: {t.summary}." for t in TRAINERS.values()))
+        seed = top.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="metrics_seed",
+                                width=SETTING_WIDTH)
         trainer_options = options_inputs(TRAINERS[trainer].Options, f"metrics_{trainer}_")
-        middle = st.columns(4)
-        modes = middle[0].multiselect("Training sets per run", COMPARED_SETS, default=["synthetic"],
-                                      key="metrics_modes",
-                                      help="synthetic: the run alone; mixed: the run added to the real seeds.")
-        mix_ratio = middle[1].number_input("Mix ratio (mixed)", min_value=0.0, value=None, step=0.5,
-                                           key="metrics_mix_ratio", placeholder="all synthetic",
-                                           help="Synthetic samples per real one of the same label; empty: all.")
-        sizes_text = middle[2].text_input("Scale curve: synthetic per label", key="metrics_sizes",
-                                          placeholder="e.g. 5, 10, 20 (empty: no curve)")
-        scale_mode = middle[3].radio("Scale curve trains on", COMPARED_SETS, horizontal=True, key="metrics_scale_mode")
-        bottom = st.columns(4)
-        bleu_sample = bottom[0].number_input("Self-BLEU sample", min_value=2, max_value=100_000, value=500, step=100,
-                                             key="metrics_bleu", help="Texts sampled for self-BLEU (it is quadratic).")
-        refresh = bottom[1].checkbox("Recompute even if cached", key="metrics_refresh",
-                                     help="Compute replaces the cached results of these settings.")
+        middle = st.container(horizontal=True, vertical_alignment="bottom")
+        modes = middle.multiselect("Training sets per run", COMPARED_SETS, default=["synthetic"],
+                                   key="metrics_modes", width=SETTING_WIDTH,
+                                   help="synthetic: the run alone; mixed: the run added to the real seeds.")
+        mix_ratio = middle.number_input("Mix ratio (mixed)", min_value=0.0, value=None, step=0.5,
+                                        key="metrics_mix_ratio", placeholder="all synthetic", width=SETTING_WIDTH,
+                                        help="Synthetic samples per real one of the same label; empty: all.")
+        sizes_text = middle.text_input("Scale curve: synthetic per label", key="metrics_sizes",
+                                       placeholder="e.g. 5, 10, 20", width=SETTING_WIDTH,
+                                       help="Synthetic samples per label at each point; empty: no curve.")
+        scale_mode = middle.radio("Scale curve trains on", COMPARED_SETS, horizontal=True, key="metrics_scale_mode",
+                                  width="content")
+        bottom = st.container(horizontal=True, vertical_alignment="bottom")
+        bleu_sample = bottom.number_input("Self-BLEU sample", min_value=2, max_value=100_000, value=500, step=100,
+                                          key="metrics_bleu", width=SETTING_WIDTH,
+                                          help="Texts sampled for self-BLEU (it is quadratic).")
+        refresh = bottom.checkbox("Recompute even if cached", key="metrics_refresh", width="content",
+                                  help="Compute replaces the cached results of these settings.")
     sizes = state.attempt(lambda: parse_sizes(sizes_text))
     if downstream and has_heldout:
         st.caption(f"{TRAINERS.title(trainer)}: {TRAINERS[trainer].summary}. Each result is cached as soon as it is "

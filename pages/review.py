@@ -24,6 +24,7 @@ from studio import state
 from studio.options_form import options_inputs
 from studio.render import ORIGINS, md, parent_ids
 
+FILTER_WIDTH = 190  # px: a filter reads whole at any window width; the row wraps instead
 ACTOR = "studio"
 PAGE_SIZES = (10, 25, 50, 100, 200)
 ORDERS: dict[str, SampleOrder] = {"oldest first": "oldest", "newest first": "newest"}
@@ -62,15 +63,16 @@ def filters(store: Store) -> SampleFilter:
     """The filter widgets, in one row; their values become the SampleFilter every query uses."""
     labels = [lb.name for lb in store.labels()]
     runs = [r.id for r in reversed(store.runs())]
-    top = st.columns([2, 2, 2, 2])
-    chosen_labels = top[0].multiselect("Label", labels, key="review_labels")
-    statuses = top[1].multiselect("Status", list(SAMPLE_STATUSES), key="review_statuses")
-    run_ids = top[2].multiselect("Run", runs, key="review_runs")
-    origin = top[3].selectbox("Origin", list(ORIGINS), key="review_origin")
-    bottom = st.columns([4, 2])
-    search = bottom[0].text_input("Search text", key="review_search", placeholder="words in the text; Enter applies")
-    include_filtered = bottom[1].checkbox("Include filtered outputs", key="review_filtered",
-                                          help="Refusals, empty, too long and duplicate outputs the engine dropped.")
+    row = st.container(horizontal=True, vertical_alignment="bottom")  # wraps on a narrow window, never truncates
+    chosen_labels = row.multiselect("Label", labels, key="review_labels", width=FILTER_WIDTH, placeholder="every label")
+    statuses = row.multiselect("Status", list(SAMPLE_STATUSES), key="review_statuses", width=FILTER_WIDTH,
+                               placeholder="every status")
+    run_ids = row.multiselect("Run", runs, key="review_runs", width=FILTER_WIDTH, placeholder="every run")
+    origin = row.selectbox("Origin", list(ORIGINS), key="review_origin", width=FILTER_WIDTH)
+    search = row.text_input("Search text", key="review_search", placeholder="words in the text; Enter applies",
+                            width=2 * FILTER_WIDTH)
+    include_filtered = row.checkbox("Include filtered outputs", key="review_filtered", width="content",
+                                    help="Refusals, empty, too long and duplicate outputs the engine dropped.")
     return SampleFilter(run_ids=tuple(run_ids), labels=tuple(chosen_labels), statuses=tuple(statuses),
                         origin=ORIGINS[origin], search=search, include_filtered=include_filtered)
 
@@ -260,10 +262,10 @@ def main() -> None:
     labels = [lb.name for lb in store.labels()]
     show_flash()
     chosen = filters(store)
-    size_col, order_col, page_col, count_col = st.columns([1, 1, 1, 3])
-    size = size_col.selectbox("Page size", PAGE_SIZES, index=1, key="review_size")
-    order = order_col.selectbox("Order", list(ORDERS), key="review_order",
-                                help="Oldest first keeps pages still while a run adds offspring.")
+    paging = st.container(horizontal=True, vertical_alignment="bottom")
+    size = paging.selectbox("Page size", PAGE_SIZES, index=1, key="review_size", width=110)
+    order = paging.selectbox("Order", list(ORDERS), key="review_order", width=150,
+                             help="Oldest first keeps pages still while a run adds offspring.")
     # What is on screen; a plain tuple, since a class defined here is a new class on every rerun.
     view = (chosen, size, order)
     if st.session_state.get(VIEW_KEY) != view:  # new filter, size or order: back to page 1, fresh table
@@ -274,10 +276,10 @@ def main() -> None:
     pages = max(1, -(-total // size))
     if st.session_state.get(PAGE_KEY, 1) > pages:
         st.session_state[PAGE_KEY] = pages
-    page_number = page_col.number_input("Page", min_value=1, max_value=pages, step=1, key=PAGE_KEY,
-                                        on_change=reset_editor)
+    page_number = paging.number_input("Page", min_value=1, max_value=pages, step=1, key=PAGE_KEY,
+                                      on_change=reset_editor, width=130)
     first = (page_number - 1) * size
-    count_col.markdown(f"**{total}** sample(s) match · showing {min(first + 1, total)}–{min(first + size, total)}"
+    paging.markdown(f"**{total}** sample(s) match · showing {min(first + 1, total)}–{min(first + size, total)}"
                        f" · page {page_number} of {pages}")
     if total == 0:
         st.info("No sample matches these filters.")

@@ -86,9 +86,7 @@ def errors(at: AppTest) -> list[str]:
 
 
 def as_shown(markdown: str) -> str:
-    """A markdown string the studio escaped with `md()`, as a reader sees it: escapes, the character references
-    that keep URLs from becoming links and the zero-width spaces after shortcode colons undone."""
-    plain = re.sub(r"\\(.)", r"\1", markdown)
-    for reference, character in (("&#58;", ":"), ("&#46;", "."), ("&#64;", "@")):
-        plain = plain.replace(reference, character)
-    return plain.replace("\u200b", "")
+    """A markdown string the studio escaped with `md()`, as a reader sees it: escapes, the code spans that keep
+    URLs from becoming links and the zero-width spaces after shortcode colons undone."""
+    plain = re.sub(r"`((?:https?://|www\.)[^`]*|[^`\s]+@[^`\s]+)`", r"\1", markdown)
+    return re.sub(r"\\(.)", r"\1", plain).replace("\u200b", "")

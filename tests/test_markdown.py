@@ -15,7 +15,9 @@ import pytest
 from datagen_core.markdown import code, md
 
 markdown_it = pytest.importorskip("markdown_it")
-RENDERER = markdown_it.MarkdownIt("commonmark").enable(["table", "strikethrough"])
+pytest.importorskip("linkify_it")
+#: CommonMark with GFM's tables, strikethrough and bare-URL links, as Streamlit and hubs render markdown.
+RENDERER = markdown_it.MarkdownIt("commonmark", {"linkify": True}).enable(["table", "strikethrough", "linkify"])
 #: Tags a plain paragraph (or an inline code span) may produce; anything else means markdown or HTML was drawn.
 PLAIN_TAGS = {"p", "/p", "br", "br /", "code", "/code"}
 
@@ -52,7 +54,8 @@ def tags(rendered_html: str) -> set[str]:
 
 def text_of(rendered_html: str) -> str:
     """What a reader sees: the rendered HTML's text, whitespace-normalised, without zero-width spaces."""
-    return " ".join(html.unescape(re.sub(r"<[^>]*>", " ", rendered_html)).replace("\u200b", "").split())
+    inline = re.sub(r"</?code>", "", rendered_html)  # a code span is part of its sentence, not a break
+    return " ".join(html.unescape(re.sub(r"<[^>]*>", " ", inline)).replace("\u200b", "").split())
 
 
 @pytest.mark.parametrize("text", HOSTILE)
@@ -97,12 +100,14 @@ def test_streamlit_only_syntax_is_broken_up() -> None:
     assert text_of(rendered(md("costs $5 or $6"))) == "costs $5 or $6"
 
 
-def test_bare_urls_and_addresses_are_broken_up() -> None:
-    """GFM's autolink literals are found in the text after escapes are resolved, so no escape stops them."""
-    text = "see http://h/a.png, HTTPS://h/b, www.example.com and a@b.co"
-    escaped = md(text)
-    assert not re.search(r"(?i)https?://|\bwww\.|@\w", escaped), escaped
-    assert text_of(rendered(escaped)).replace("\u200b", "") == text
+def test_bare_urls_and_addresses_stay_text_and_copy_exactly() -> None:
+    """GFM links bare URLs whatever is escaped around them; in a code span none is, and it copies as written."""
+    text = "see http://h/a.png, HTTPS://h/b_c, www.example.com. and a@b.co!"
+    assert "<a " in rendered(text)  # the renderer does link them when left alone
+    out = rendered(md(text))
+    assert "<a " not in out and tags(out) <= PLAIN_TAGS, out
+    assert text_of(out) == text
+    assert re.findall(r"<code>([^<]*)</code>", out) == ["http://h/a.png", "HTTPS://h/b_c", "www.example.com", "a@b.co"]
 
 
 def test_an_indented_line_shows_as_written() -> None:
