@@ -15,6 +15,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,6 +25,25 @@ CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
+
+
+#: Streamlit's app root while no script runs: the page has drawn.
+IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+
+
+def idle(page: Any) -> None:
+    """Wait until the page's script has run (a short pause first: a click's rerun may not have begun)."""
+    page.wait_for_timeout(300)
+    page.locator(IDLE).wait_for()
+
+
+def go(page: Any, title: str) -> None:
+    """Open a page from the sidebar navigation and wait until it has drawn."""
+    from playwright.sync_api import expect
+
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name=title).click()
+    expect(page.get_by_role("heading", name=title, exact=True)).to_be_visible()
+    idle(page)
 
 
 def free_port() -> int:

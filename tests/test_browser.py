@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from .browser import CHROMIUM, CHROMIUM_FLAGS, require_chromium, studio_server
+from .browser import CHROMIUM, CHROMIUM_FLAGS, go, idle, require_chromium, studio_server
 from .conftest import shared_csv
 from .loopback_server import LoopbackServer
 
@@ -27,7 +27,6 @@ expect = playwright_api.expect
 EMBEDDED = os.environ.get("STUDIO_BROWSER_LLM") == "embedded"
 PER_LABEL = 4 if EMBEDDED else 8
 WAIT_MS = 180_000 if EMBEDDED else 60_000
-IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 expect.set_options(timeout=WAIT_MS)
 
 
@@ -54,16 +53,6 @@ class Studio:
         page.screenshot(path=str(self.shots / f"{name}.png"))
 
 
-def idle(page: Page) -> None:
-    page.wait_for_timeout(300)
-    page.locator(IDLE).wait_for()
-
-
-def go(page: Page, title: str) -> None:
-    """Open a page from the sidebar navigation and wait until it has drawn."""
-    page.get_by_test_id("stSidebarNav").get_by_role("link", name=title).click()
-    expect(page.get_by_role("heading", name=title, exact=True)).to_be_visible()
-    idle(page)
 
 
 def start_run(page: Page, per_label: int) -> None:

@@ -20,7 +20,7 @@ import pytest
 
 from datagen_core.embed import Embedder
 
-from .browser import CHROMIUM, CHROMIUM_FLAGS, free_port, require_chromium, studio_server
+from .browser import CHROMIUM, CHROMIUM_FLAGS, free_port, go, idle, require_chromium, studio_server
 from .injection import PROJECT, Hostile, make_injection_project
 
 pytestmark = pytest.mark.browser
@@ -30,7 +30,6 @@ Locator = playwright_api.Locator
 expect = playwright_api.expect
 
 WAIT_MS = 120_000
-IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 REVIEW_SHOT = Path("/tmp/injection-review.png")
 
 
@@ -77,15 +76,6 @@ class Visit:
     rows: list[dict[str, str]] = field(default_factory=list)
 
 
-def idle(page: Page) -> None:
-    page.wait_for_timeout(300)
-    page.locator(IDLE).wait_for()
-
-
-def go(page: Page, title: str) -> None:
-    page.get_by_test_id("stSidebarNav").get_by_role("link", name=title).click()
-    expect(page.get_by_role("heading", name=title, exact=True)).to_be_visible()
-    idle(page)
 
 
 def as_read(text: str) -> re.Pattern[str]:

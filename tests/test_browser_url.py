@@ -10,7 +10,7 @@ import pytest
 
 from datagen_core.demo import ensure_demo_project
 
-from .browser import CHROMIUM, CHROMIUM_FLAGS, require_chromium, studio_server
+from .browser import CHROMIUM, CHROMIUM_FLAGS, IDLE, require_chromium, studio_server
 from .conftest import make_project
 
 pytestmark = pytest.mark.browser
@@ -18,7 +18,6 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
 
 WAIT_MS = 120_000
-IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 TREC_ROWS = re.compile(r"18 sample\(s\) match")
 
 
