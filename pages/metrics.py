@@ -194,8 +194,7 @@ def choose(store: Store, has_heldout: bool) -> ComparisonSettings | None:
                                         key="metrics_mix_ratio", placeholder="all synthetic", width=SETTING_WIDTH,
                                         help="Synthetic samples per real one of the same label; empty: all.")
         sizes_text = middle.text_input("Scale curve: synthetic per label", key="metrics_sizes",
-                                       placeholder="e.g. 5, 10, 20", width=SETTING_WIDTH,
-                                       help="Synthetic samples per label at each point; empty: no curve.")
+                                       placeholder="5, 10, 20 (empty: none)", width=SETTING_WIDTH)
         scale_mode = middle.radio("Scale curve trains on", COMPARED_SETS, horizontal=True, key="metrics_scale_mode",
                                   width="content")
         bottom = st.container(horizontal=True, vertical_alignment="bottom")
