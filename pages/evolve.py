@@ -29,7 +29,7 @@ CARDS = 6  # newest offspring shown as cards
 METRIC_WIDTH = 200  # px: the widest figure ("completed", "interrupted") reads whole; the row wraps instead
 RUN_KEY = "evolve_run"
 STOP_CONFIRM_KEY = "evolve_confirm_stop"
-STARTED_KEY = "evolve_started"  # the run this session just started, for a toast after the redraw
+STARTED_KEY = "evolve_started"  # the run this session just started: selected and announced on the redraw
 GROUP_CHECK = "dedup"  # in-run, the group check is the run's `dedup_distance` (against the label's population)
 
 
@@ -89,8 +89,7 @@ def new_run_form(store: Store, llm_config: LLMConfig) -> None:
 
     run_id = state.attempt(launch)
     if run_id is not None:
-        st.session_state[RUN_KEY] = run_id
-        st.session_state[STARTED_KEY] = run_id
+        st.session_state[STARTED_KEY] = run_id  # chosen in the Run selector on the redraw (drawn above, maybe)
         st.rerun()  # the page now leads with the run's feed
 
 
@@ -310,6 +309,7 @@ def main() -> None:
     jobs = state.workspace().runs
     # While a run goes on, its feed comes first and the form for another run waits below it.
     if (started := st.session_state.pop(STARTED_KEY, None)) is not None:
+        st.session_state[RUN_KEY] = started  # before the selector exists in this run
         st.toast(f"Run {started} started")
     going = any(jobs.active(store))
     if not going:

@@ -158,6 +158,8 @@ def test_two_sessions_edit_while_a_run_goes_on(studio: Studio) -> None:
         page.get_by_label("Search text").press("Enter")
         idle(page)
         text = f"Session edit ({word}) while generating."
+        # one editor once the search has drawn (the sidebar redraws while the run goes on: wait, do not race it)
+        expect(page.get_by_label("Text", exact=True)).to_have_count(1)
         page.get_by_label("Text", exact=True).fill(text)
         page.get_by_role("button", name="Save", exact=True).click()
         idle(page)
@@ -174,6 +176,7 @@ def test_two_sessions_edit_while_a_run_goes_on(studio: Studio) -> None:
         check.get_by_label("Search text").fill(f"Session edit ({word})")
         check.get_by_label("Search text").press("Enter")
         idle(check)
+        expect(check.get_by_label("Text", exact=True)).to_have_count(1)
         expect(check.get_by_label("Text", exact=True)).to_have_value(text)
     check.context.close()
 

@@ -355,3 +355,22 @@ def test_a_starting_run_leads_the_page_says_what_it_does_and_its_state_is_never_
         at.run()
     assert any(m.value.startswith(f"**Run {job.run_id}: paused**") for m in at.markdown)  # not 'interrupted'
     assert at.expander[0].proto.label == "New run"  # nothing going on: the form is back on top
+
+
+def test_a_second_run_starts_from_the_form_below_a_running_one(studio: Studio) -> None:
+    """While a run goes on the form sits below its feed (and the Run selector): starting another from there
+    selects the new run instead of failing on a selector already drawn."""
+    with LoopbackServer(latency_s=0.3) as server:
+        llm = LLMConfig(backend="openai", base_url=server.base_url, model="loopback")
+        at = open_evolve(studio, llm)
+        start(at, per_label=40, in_flight=1)
+        store = studio.workspace().store(DEMO_PROJECT)
+        (first,) = store.runs()
+        at.run()
+        assert at.expander[0].proto.label == "New run" and at.selectbox(key="evolve_run").value == first.id
+        start(at, per_label=1, in_flight=1)  # the form below the running run's feed
+        second = next(r for r in store.runs() if r.id != first.id)
+        assert at.selectbox(key="evolve_run").value == second.id
+        for job in studio.workspace().runs.jobs(store):
+            job.stop()
+            assert job.wait(TIMEOUT)
