@@ -1,7 +1,8 @@
 """Gene sets per task kind that need no LLM: a start for projects whose model cannot propose genes.
 
-The Genetic Prompt paper gives its genes for AG News (topic) and relation extraction; those sets say so. The
-others are the studio's own defaults and say that instead: no paper gives them. The library is versioned, so a
+The Genetic Prompt paper names its genes for AG News (topic) and relation extraction; those sets say so (the
+one-line descriptions are the studio's: the paper gives names only). The others are the studio's own defaults
+and say that instead: no paper gives them. The library is versioned, so a
 gene-set version made from it records which library it came from.
 """
 
