@@ -18,8 +18,8 @@ import pytest
 
 from datagen_core.llm.embedded import embedded_runtime
 
-from .browser import CHROMIUM, CHROMIUM_FLAGS, require_chromium, studio_server
-from .test_browser import IDLE, go, idle, start_run
+from .browser import CHROMIUM, CHROMIUM_FLAGS, IDLE, go, idle, require_chromium, studio_server
+from .test_browser import start_run
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 playwright_api = pytest.importorskip("playwright.sync_api")
