@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -62,6 +63,41 @@ def export_frame(
 def train_ready_frame(frame: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     """Text, label and source of every row, shuffled (seeded): a file a classifier trains on as it is."""
     return frame[list(TRAIN_READY_COLUMNS)].sample(frac=1.0, random_state=seed).reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class Export:
+    """One export as an interface offers it: the samples (with lineage, for counts), the rows the file holds
+    and the dataset card that describes them."""
+
+    frame: pd.DataFrame
+    rows: pd.DataFrame
+    card: str
+
+    @property
+    def synthetic(self) -> int:
+        return int((self.frame["source"] == "synthetic").sum())
+
+
+def build_export(
+    store: Store,
+    *,
+    run_id: str | None = None,
+    statuses: tuple[str, ...] = EXPORT_STATUSES,
+    include_filtered: bool = False,
+    with_real: bool = False,
+    history: bool = False,
+    train_ready_seed: int | None = None,
+) -> Export:
+    """What the CLI and the Export page write: a train-ready file (`train_ready_seed`) holds the real seeds too
+    and no history (its columns are text, label and source)."""
+    if train_ready_seed is not None and history:
+        raise DatagenError("a train-ready file keeps only text, label and source: leave out the edit history")
+    frame = export_frame(store, run_id=run_id, statuses=statuses, include_filtered=include_filtered,
+                         with_real=with_real or train_ready_seed is not None, history=history)
+    rows = frame if train_ready_seed is None else train_ready_frame(frame, train_ready_seed)
+    card = dataset_card(store, frame, run_id, statuses=statuses, train_ready_seed=train_ready_seed)
+    return Export(frame, rows, card)
 
 
 def export_bytes(frame: pd.DataFrame, fmt: ExportFormat) -> bytes:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from datagen_core.export import TRAIN_READY_COLUMNS, dataset_card, export_bytes, export_frame, train_ready_frame
+from datagen_core.export import TRAIN_READY_COLUMNS, build_export, export_bytes
 from datagen_core.store import EXPORT_STATUSES, RunInfo
 from studio import state
 from studio.render import md
@@ -51,9 +51,10 @@ def main() -> None:
                                              "reason.")
     run_id = None if run_choice == ALL_RUNS else run_choice
     statuses = STATUSES[status_choice]
-    frame = export_frame(store, run_id=run_id, statuses=statuses, include_filtered=include_filtered,
-                         with_real=with_real or ready, history=history and not ready)
-    synthetic = int((frame["source"] == "synthetic").sum())
+    made = build_export(store, run_id=run_id, statuses=statuses, include_filtered=include_filtered,
+                        with_real=with_real, history=history and not ready,
+                        train_ready_seed=SHUFFLE_SEED if ready else None)
+    frame, written, synthetic = made.frame, made.rows, made.synthetic
     if not synthetic:
         if not runs:
             st.info("No synthetic samples yet: start a run on the **Evolve** page, then come back to export it.")
@@ -67,14 +68,12 @@ def main() -> None:
     counts = frame[frame["source"] == "synthetic"]["label"].value_counts()
     st.caption(" · ".join(f"{md(label)}: {n}" for label, n in counts.items())
                + (f" · and {real} real seeds" if real else ""))
-    written = train_ready_frame(frame, SHUFFLE_SEED) if ready else frame
     stem = f"{project}-{run_id or 'all'}-{'-'.join(statuses) or 'all'}" + ("-train" if ready else "")
     buttons = st.container(horizontal=True)  # wraps instead of cutting labels on a narrow window
     for title, fmt, mime in FORMATS:
         buttons.download_button(f"Download {title}", data=lambda fmt=fmt: export_bytes(written, fmt),
                                 file_name=f"{stem}.{fmt}", mime=mime, on_click="ignore", key=f"download_{fmt}")
-    card = dataset_card(store, frame, run_id, statuses=statuses, train_ready_seed=SHUFFLE_SEED if ready else None)
-    buttons.download_button("Download dataset card", data=card.encode("utf-8"), file_name=f"{stem}-card.md",
+    buttons.download_button("Download dataset card", data=made.card.encode("utf-8"), file_name=f"{stem}-card.md",
                             mime="text/markdown", on_click="ignore", key="download_card")
     st.caption(f"Train-ready: {', '.join(TRAIN_READY_COLUMNS)}, shuffled (seed {SHUFFLE_SEED})." if ready else
                "Every format keeps the lineage columns: parent_ids, gene_split, prompt, model, sampling, "
@@ -83,7 +82,7 @@ def main() -> None:
     if len(written) > 500:
         st.caption(f"Showing the first 500 of {len(written)} rows; the downloads hold all of them.")
     with st.expander("Dataset card"):
-        st.markdown(card)
+        st.markdown(made.card)
 
 
 if __name__ == "__main__":  # Streamlit runs pages as __main__; tests import the helpers

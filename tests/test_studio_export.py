@@ -15,7 +15,7 @@ from datagen_core.config import LLMConfig, RunConfig, SamplingParams
 from datagen_core.engine.runner import run_generation
 from datagen_core.engine.runs import start_run
 from datagen_core.errors import DatagenError
-from datagen_core.export import dataset_card, export_bytes, export_frame, train_ready_frame, write_export
+from datagen_core.export import build_export, dataset_card, export_bytes, export_frame, train_ready_frame, write_export
 from datagen_core.store import Store
 
 from .loopback_server import LoopbackServer
@@ -181,3 +181,15 @@ def test_cli_export_options(studio: Studio, tmp_path: Path, capsys: pytest.Captu
     assert code == 1 and "drop --history" in err
     code, _, err = run_cli(capsys, home, "export", DEMO, "--status", "accepted,nope")
     assert code == 1 and "--status must be one of pending, accepted, rejected" in err
+
+
+def test_build_export_is_what_both_interfaces_write(studio: Studio) -> None:
+    """The CLI and the Export page share one rule: a train-ready file holds the real seeds and no history."""
+    store, _ = evolve(studio)
+    plain = build_export(store)
+    assert plain.synthetic == 6 and plain.rows is plain.frame and "6 synthetic samples" in plain.card
+    ready = build_export(store, train_ready_seed=1)
+    assert list(ready.rows.columns) == ["text", "label", "source"] and len(ready.rows) == 66
+    assert ready.synthetic == 6 and "rows shuffled with seed 1" in ready.card
+    with pytest.raises(DatagenError, match="train-ready file keeps only text, label and source"):
+        build_export(store, history=True, train_ready_seed=1)

@@ -186,7 +186,7 @@ def export(
 ) -> None:
     """Write generated samples with their lineage: by default those accepted or pending review, never rejected
     or filtered ones."""
-    from datagen_core.export import dataset_card, export_frame, train_ready_frame, write_export
+    from datagen_core.export import build_export, write_export
 
     if fmt not in ("jsonl", "csv", "parquet"):
         raise DatagenError(f"--format must be jsonl, csv or parquet, not {fmt!r}")
@@ -204,18 +204,16 @@ def export(
     with open_project(home, name) as store:
         if run_id is not None:
             store.run(run_id)
-        frame = export_frame(store, run_id=run_id, statuses=statuses, include_filtered=include_filtered,
-                             with_real=with_real or train_ready, history=history)
-        text = dataset_card(store, frame, run_id, statuses=statuses, train_ready_seed=seed if train_ready else None)
-    written = train_ready_frame(frame, seed) if train_ready else frame
+        made = build_export(store, run_id=run_id, statuses=statuses, include_filtered=include_filtered,
+                            with_real=with_real, history=history, train_ready_seed=seed if train_ready else None)
     try:
-        write_export(written, target, fmt)  # type: ignore[arg-type]
+        write_export(made.rows, target, fmt)  # type: ignore[arg-type]
         if card is not None:
-            card.write_text(text, encoding="utf-8")
+            card.write_text(made.card, encoding="utf-8")
     except OSError as exc:
         raise DatagenError(f"cannot write {exc.filename or target}: {exc.strerror or exc}") from None
-    real = int((frame["source"] == "real").sum())
-    out.print(f"wrote {len(frame) - real} samples" + (f" and {real} real seeds" if real else "") + f" to {target}"
+    real = len(made.frame) - made.synthetic
+    out.print(f"wrote {made.synthetic} samples" + (f" and {real} real seeds" if real else "") + f" to {target}"
               + (f" and the dataset card to {card}" if card is not None else ""), soft_wrap=True)
 
 
