@@ -14,7 +14,7 @@ import streamlit as st
 
 from datagen_core.config import LLMConfig, RunConfig, in_run_check_names
 from datagen_core.engine.build import build_run_config
-from datagen_core.engine.jobs import JobSnapshot
+from datagen_core.engine.jobs import JobSnapshot, run_state
 from datagen_core.engine.progress import describe_faults
 from datagen_core.engine.runs import missing_offspring, start_run
 from datagen_core.methods import describe_options
@@ -100,12 +100,6 @@ def group_check_input() -> float:
 
 
 # ------------------------------------------------------------------------ the feed
-def run_status(run: RunInfo, snap: JobSnapshot | None) -> str:
-    """The run's state as this studio knows it: a job's own state (paused, running) over the store's record,
-    which only knows that a paused run was interrupted."""
-    return snap.state if snap is not None and snap.state not in ("completed", "failed") else run.status
-
-
 def run_caption(run: RunInfo) -> str:
     """What never changes about a run (its state is drawn by the live feed: a choice's label would go stale)."""
     return (f"{run.id} · {METHODS.title(run.method)} · {run.config.per_label} per label · "
@@ -291,7 +285,7 @@ def live_feed(run_id: str, live: bool) -> None:
     snap = job.snapshot() if job is not None else None
     if live and (snap is None or not snap.active):
         st.rerun()  # the job just ended: redraw the page so the feed stops ticking and buttons update
-    st.markdown(f"**Run {run.id}: {run_status(run, snap)}**")
+    st.markdown(f"**Run {run.id}: {run_state(run.status, snap)}**")
     st.caption(md(run_settings(run)))
     if snap is not None and snap.phase:
         st.info(f"Run {run.id} is {md(snap.phase)}…", icon="⏳")

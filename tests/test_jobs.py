@@ -156,3 +156,16 @@ def test_a_dead_endpoint_fails_with_a_message(store: Store, manager: RunManager)
     assert kept(store, run_id) == 0
     job.stop()  # a failed run may be given up
     assert job.snapshot().state == "stopped" and store.run(run_id).status == "stopped"
+
+
+def test_a_jobs_own_state_wins_over_the_stores_record() -> None:
+    from datagen_core.engine.jobs import JobSnapshot, run_state
+
+    def snap(state: str) -> JobSnapshot:
+        return JobSnapshot(run_id="r", state=state, progress={}, messages=(), error=None, seconds=0.0,  # type: ignore[arg-type]
+                           landed=0)
+
+    assert run_state("interrupted", snap("paused")) == "paused"  # the store only knows it was interrupted
+    assert run_state("running", snap("running")) == "running"
+    assert run_state("completed", snap("completed")) == "completed" and run_state("failed", snap("failed")) == "failed"
+    assert run_state("interrupted", None) == "interrupted"  # no job in this process: the store's record

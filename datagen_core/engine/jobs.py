@@ -62,6 +62,12 @@ class JobSnapshot:
         return sum(p.target for p in self.progress.values())
 
 
+def run_state(stored: str, snap: JobSnapshot | None) -> str:
+    """A run's state as this process knows it: its job's own state (paused, running) over the store's record
+    `stored`, which only knows that a paused run was interrupted."""
+    return snap.state if snap is not None and snap.state not in ("completed", "failed") else stored
+
+
 class RunJob(BackgroundJob[JobState, JobSnapshot], RunObserver):
     """One run executing (or paused) in a background thread; pause and resume keep the same run id."""
 
